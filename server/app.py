@@ -1,0 +1,48 @@
+"""The FastAPI app: the Realtime endpoint, health and metrics."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Optional
+
+from fastapi import FastAPI, Response
+from fastapi.staticfiles import StaticFiles
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from livehost.server import metrics
+from livehost.server.config import Settings
+from livehost.server.engines import Engines
+from livehost.server.realtime_ws import realtime_websocket
+
+WEB_CLIENT = Path(__file__).resolve().parent.parent / "web_client"
+
+
+def create_app(settings: Settings, engines: Optional[Engines] = None) -> FastAPI:
+    """Build the app; engines are loaded here unless the caller (tests, the CLI) already has them."""
+    app = FastAPI(title="livehost", version="0.1.0",
+                  description="Real-time conversational virtual hosts over the OpenAI Realtime protocol.")
+    app.state.settings = settings
+    app.state.engines = engines or Engines.load(settings)
+    app.state.started = time.time()
+
+    @app.get("/healthz")
+    def healthz() -> dict:
+        s = settings
+        return {"status": "ok", "uptime_s": round(time.time() - app.state.started, 1),
+                "sessions": sum(int(m.value) for m in _gauge_samples()),
+                "engines": {"asr": f"{s.asr.engine}:{s.asr.model}", "llm": f"{s.llm.engine}:{s.llm.model or 'bundled'}",
+                            "tts": f"{s.tts.engine}:{s.tts.voice or 'bundled'}", "vad": s.vad.engine}}
+
+    @app.get("/metrics")
+    def prometheus() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    app.add_api_websocket_route("/v1/realtime", realtime_websocket)
+    if (WEB_CLIENT / "index.html").exists():
+        app.mount("/", StaticFiles(directory=WEB_CLIENT, html=True), name="web_client")
+    return app
+
+
+def _gauge_samples():
+    for family in metrics.SESSIONS_ACTIVE.collect():
+        yield from family.samples

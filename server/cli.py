@@ -1,0 +1,96 @@
+"""The `livehost` command."""
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any, Optional
+
+import click
+import yaml
+
+from livehost.server.config import ConfigError, Settings, load_settings
+
+
+def _settings(config: Optional[str], overrides: dict[str, Any]) -> Settings:
+    try:
+        return load_settings(config, overrides)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _overrides(**flags: Any) -> dict:
+    """Flags map to sections: llm_engine -> {'llm': {'engine': ...}}; unset flags change nothing."""
+    out: dict[str, dict] = {}
+    for name, value in flags.items():
+        if value is not None:
+            section, key = name.split("_", 1)
+            out.setdefault(section, {})[key] = value
+    return out
+
+
+config_option = click.option("--config", "-c", type=click.Path(exists=True, dir_okay=False), envvar="LIVEHOST_CONFIG",
+                             help="YAML settings file (sections: server, asr, vad, llm, tts). Env LIVEHOST_CONFIG.")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.version_option(package_name="livehost")
+def main() -> None:
+    """livehost: a real-time conversational virtual host.
+
+    It hears (Silero VAD + Whisper), thinks (an LLM), and speaks (Piper TTS), over the OpenAI Realtime protocol
+    at ws://HOST:PORT/v1/realtime. Every setting can come from a YAML file (--config), from environment
+    variables (LIVEHOST_SECTION__KEY, e.g. LIVEHOST_LLM__BASE_URL), or from the flags below; run
+    `livehost config` to see them all with their current values.
+    """
+
+
+@main.command()
+@config_option
+@click.option("--host", "server_host", help="Address to listen on (default 127.0.0.1).")
+@click.option("--port", "server_port", type=int, help="Port to listen on (default 8000).")
+@click.option("--llm-engine", "llm_engine", type=click.Choice(["llama-cpp", "openai"]),
+              help="llama-cpp: the embedded GGUF model (default); openai: an OpenAI-compatible server.")
+@click.option("--llm-url", "llm_base_url", help="Base URL of the OpenAI-compatible server, e.g. http://127.0.0.1:11434/v1.")
+@click.option("--llm-model", "llm_model", help="GGUF path (llama-cpp) or model name (openai).")
+@click.option("--asr-model", "asr_model", help="tiny.en (default, fast), base (multilingual), or a local model folder.")
+@click.option("--language", "asr_language", help="Speech language code, or 'auto' (needs --asr-model base).")
+@click.option("--log-level", "server_log_level", type=click.Choice(["debug", "info", "warning", "error"]))
+def serve(config: Optional[str], **flags: Any) -> None:
+    """Load the models and serve the Realtime API, /healthz and /metrics."""
+    import uvicorn
+
+    from livehost.server.app import create_app
+    settings = _settings(config, _overrides(**flags))
+    level = settings.server.log_level.upper()
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        app = create_app(settings)
+    except Exception as exc:  # a model that cannot load is the user's config problem, shown plainly
+        logging.getLogger("livehost").debug("load failed", exc_info=True)
+        raise click.ClickException(f"could not load the engines: {exc}") from None
+    click.echo(f"livehost is listening on http://{settings.server.host}:{settings.server.port} "
+               f"(Realtime: ws://{settings.server.host}:{settings.server.port}/v1/realtime)")
+    uvicorn.run(app, host=settings.server.host, port=settings.server.port, log_level=settings.server.log_level,
+                ws_max_size=max(16 << 20, 2 * settings.server.max_message_bytes), ws_ping_interval=20)
+
+
+@main.command()
+@config_option
+def prepare(config: Optional[str]) -> None:
+    """Prepare and warm up every configured model (the first start does this too), then exit."""
+    from livehost.server.engines import Engines
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    Engines.load(_settings(config, {}))
+    click.echo("models ready")
+
+
+@main.command("config")
+@config_option
+def show_config(config: Optional[str]) -> None:
+    """Print the effective settings (defaults, file and environment merged) as YAML."""
+    settings = _settings(config, {})
+    yaml.safe_dump(settings.model_dump(mode="json"), sys.stdout, sort_keys=False)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,120 @@
+"""Settings: defaults < YAML file (--config / LIVEHOST_CONFIG) < environment (LIVEHOST_*, nested with __).
+
+Example: LIVEHOST_LLM__ENGINE=openai LIVEHOST_LLM__BASE_URL=http://127.0.0.1:11434/v1 livehost serve
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a typo in a key is an error, not a silent default
+
+
+class ASRSettings(Section):
+    engine: str = "faster-whisper"
+    model: str = Field("tiny.en", description="tiny.en, base (bundled), a local CTranslate2 folder, or a hub id")
+    language: str = Field("en", description="language code, or 'auto' to detect (needs a multilingual model)")
+    device: str = "cpu"
+    compute_type: str = "int8"
+    beam_size: int = Field(1, ge=1, le=10)
+    cpu_threads: int = Field(0, ge=0, description="0: all cores")
+    partial_interval_ms: int = Field(900, ge=200, description="how often partial transcripts are made while the user speaks")
+
+
+class VADSettings(Section):
+    engine: str = "silero"
+    threshold: float = Field(0.5, gt=0, lt=1)
+    silence_ms: int = Field(400, ge=100, le=5000, description="silence that ends a user turn")
+    prefix_padding_ms: int = Field(300, ge=0, le=2000)
+    min_speech_ms: int = Field(96, ge=32, le=2000, description="voiced audio needed to count as speech (and barge in)")
+
+
+class LLMSettings(Section):
+    engine: str = Field("llama-cpp", description="llama-cpp (embedded GGUF) or openai (any OpenAI-compatible server)")
+    model: Optional[str] = Field(None, description="GGUF path for llama-cpp (default: bundled SmolLM2-135M-Instruct); model name for openai")
+    base_url: str = Field("http://127.0.0.1:11434/v1", description="openai engine: server base URL")
+    api_key: Optional[str] = None
+    max_tokens: int = Field(120, ge=1, le=8192)
+    temperature: float = Field(0.6, ge=0, le=2)
+    timeout_s: float = Field(30.0, gt=0)
+    context_tokens: int = Field(2048, ge=256)
+    threads: int = Field(0, ge=0, description="0: all cores")
+
+
+class TTSSettings(Section):
+    engine: str = "piper"
+    voice: Optional[str] = Field(None, description="Piper .onnx voice path (default: bundled 'joe' en_US voice)")
+    speed: float = Field(1.0, gt=0.25, le=4)
+
+
+class ServerSettings(Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    api_keys: list[str] = Field(default_factory=list, description="accepted Bearer keys; empty: no auth (local use)")
+    max_message_bytes: int = Field(1 << 20, ge=4096, description="largest WebSocket message accepted")
+    max_buffer_seconds: float = Field(60.0, gt=0, description="longest uncommitted input audio kept")
+    max_ahead_of_realtime_s: float = Field(5.0, gt=0, description="input audio may run this far ahead of the wall clock")
+    output_lead_ms: int = Field(400, ge=0, description="reply audio is sent this far ahead of playback, no more")
+    instructions: str = ("You are Lumi, a warm and witty virtual host. You talk with people by voice, so answer in "
+                         "one or two short spoken sentences, with no lists, no markdown and no emoji.")
+    log_level: str = "info"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LIVEHOST_", env_nested_delimiter="__", extra="forbid")
+
+    data_dir: Path = Field(Path("data"), description="memory, caches and prepared models live here")
+    cache_dir: Optional[Path] = Field(None, description="prepared models (default: ~/.cache/livehost)")
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    asr: ASRSettings = Field(default_factory=ASRSettings)
+    vad: VADSettings = Field(default_factory=VADSettings)
+    llm: LLMSettings = Field(default_factory=LLMSettings)
+    tts: TTSSettings = Field(default_factory=TTSSettings)
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings):
+        # init (the YAML file and CLI flags) is weaker than the environment, so a deployment can override a file.
+        return env_settings, init_settings
+
+    def model_cache(self) -> Path:
+        if self.cache_dir:
+            return Path(self.cache_dir)
+        return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "livehost"
+
+
+class ConfigError(Exception):
+    pass
+
+
+def _merge(base: dict, extra: dict) -> dict:
+    out = dict(base)
+    for key, value in extra.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def load_settings(path: Optional[str | Path] = None, overrides: Optional[dict[str, Any]] = None) -> Settings:
+    """Read settings; any problem becomes a ConfigError whose message names the key and the file."""
+    path = path or os.environ.get("LIVEHOST_CONFIG")
+    data: dict[str, Any] = {}
+    if path:
+        try:
+            data = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"config file {path} must hold a mapping of sections, not {type(data).__name__}")
+    data = _merge(data, overrides or {})
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        lines = [f"  {'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()]
+        where = f" (file {path}, or LIVEHOST_* variables)" if path else " (LIVEHOST_* variables or flags)"
+        raise ConfigError("invalid configuration" + where + ":\n" + "\n".join(lines)) from None

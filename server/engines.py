@@ -1,0 +1,55 @@
+"""The engines of a process, loaded once and shared by every session."""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from tqdm import tqdm
+
+from livehost.persona.llm import LLM
+from livehost.server.config import Settings
+from livehost.speech.asr import ASR
+from livehost.speech.tts import TTS
+from livehost.speech.vad import VAD
+
+log = logging.getLogger("livehost.engines")
+
+
+@dataclass
+class Engines:
+    vad: Any
+    asr: Any
+    llm: Any
+    tts: Any
+
+    @classmethod
+    def load(cls, settings: Settings, progress: bool = True) -> "Engines":
+        s = settings
+        llm_options: dict[str, Any] = {"model": s.llm.model}
+        if s.llm.engine == "llama-cpp":
+            llm_options.update(context_tokens=s.llm.context_tokens, threads=s.llm.threads)
+        else:
+            llm_options.update(base_url=s.llm.base_url, api_key=s.llm.api_key, timeout_s=s.llm.timeout_s)
+        steps = [
+            ("vad", f"VAD {s.vad.engine}", lambda: VAD.shared(s.vad.engine)),
+            ("asr", f"ASR {s.asr.engine} {s.asr.model}", lambda: ASR.shared(
+                s.asr.engine, model=s.asr.model, device=s.asr.device, compute_type=s.asr.compute_type,
+                cpu_threads=s.asr.cpu_threads, beam_size=s.asr.beam_size, cache_dir=s.model_cache())),
+            ("llm", f"LLM {s.llm.engine} {s.llm.model or '(bundled SmolLM2-135M-Instruct)'}",
+             lambda: LLM.shared(s.llm.engine, **llm_options)),
+            ("tts", f"TTS {s.tts.engine} {s.tts.voice or '(bundled voice)'}",
+             lambda: TTS.shared(s.tts.engine, voice=s.tts.voice, speed=s.tts.speed)),
+        ]
+        loaded: dict[str, Any] = {}
+        bar = tqdm(steps, desc="loading models", unit="model", disable=not progress)
+        for key, label, load in bar:
+            bar.set_postfix_str(label)
+            started = time.perf_counter()
+            engine = load()
+            if hasattr(engine, "warmup"):
+                engine.warmup()  # so the first user does not pay for lazy initialisation
+            loaded[key] = engine
+            log.info("%s ready in %.1f s", label, time.perf_counter() - started)
+        return cls(**loaded)

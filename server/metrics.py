@@ -1,0 +1,17 @@
+"""Prometheus metrics: per-stage latency histograms and session counts (served at /metrics)."""
+from prometheus_client import Counter, Gauge, Histogram
+
+_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.65, 0.8, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
+
+ENDPOINTING = Histogram("livehost_endpointing_seconds", "last voiced input audio to end-of-turn decision", buckets=_BUCKETS)
+ASR_FINAL = Histogram("livehost_asr_final_seconds", "end-of-turn decision to final transcript (0 when speculation won)", buckets=_BUCKETS)
+LLM_FIRST_TOKEN = Histogram("livehost_llm_first_token_seconds", "reply start to first LLM token", buckets=_BUCKETS)
+TTS_FIRST_AUDIO = Histogram("livehost_tts_first_audio_seconds", "reply start to first audio sent", buckets=_BUCKETS)
+TTS_CHUNK = Histogram("livehost_tts_chunk_seconds", "synthesis time of one speakable chunk", buckets=_BUCKETS)
+SPEECH_END_TO_AUDIO = Histogram("livehost_speech_end_to_first_audio_seconds",
+                                "end of user speech to first reply audio sent (server side)", buckets=_BUCKETS)
+BARGE_IN = Histogram("livehost_barge_in_seconds", "cancel requested to reply fully stopped", buckets=_BUCKETS)
+SESSIONS_ACTIVE = Gauge("livehost_sessions_active", "open sessions", ["transport"])
+SESSIONS_TOTAL = Counter("livehost_sessions_total", "sessions opened", ["transport"])
+ERRORS = Counter("livehost_client_errors_total", "error events sent to clients", ["code"])
+REPLIES = Counter("livehost_replies_total", "replies by final status", ["status"])

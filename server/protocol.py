@@ -1,0 +1,224 @@
+"""The OpenAI Realtime (GA) wire format: client event validation, session config, server event ids.
+
+Only translation lives here; what an event does is decided in session.py.
+"""
+from __future__ import annotations
+
+import itertools
+import secrets
+from dataclasses import dataclass, field, replace
+from typing import Any, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from livehost.speech.audio import PCM24K, AudioFormat, AudioFormatError
+
+_counter = itertools.count()
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_hex(6)}{next(_counter):04d}"
+
+
+class ProtocolError(Exception):
+    """A client mistake: becomes an `error` event; the session goes on."""
+
+    def __init__(self, message: str, *, code: str = "invalid_request_error", param: Optional[str] = None,
+                 event_id: Optional[str] = None):
+        super().__init__(message)
+        self.message, self.code, self.param, self.event_id = message, code, param, event_id
+
+    def event(self) -> dict:
+        return {"type": "error", "event_id": new_id("event"),
+                "error": {"type": "invalid_request_error", "code": self.code, "message": self.message,
+                          "param": self.param, "event_id": self.event_id}}
+
+
+# ---- client events -------------------------------------------------------------------------------------------------
+
+class _Event(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    type: str
+    event_id: Optional[str] = None
+
+
+class SessionUpdate(_Event):
+    session: dict
+
+
+class AudioAppend(_Event):
+    audio: str
+
+
+class ItemCreate(_Event):
+    item: dict
+    previous_item_id: Optional[str] = None
+
+
+class ItemRef(_Event):
+    item_id: str
+
+
+class ItemTruncate(_Event):
+    item_id: str
+    content_index: int = Field(0, ge=0)
+    audio_end_ms: int = Field(ge=0)
+
+
+class ResponseCreate(_Event):
+    response: Optional[dict] = None
+
+
+class ResponseCancel(_Event):
+    response_id: Optional[str] = None
+
+
+CLIENT_EVENTS: dict[str, type[_Event]] = {
+    "session.update": SessionUpdate,
+    "input_audio_buffer.append": AudioAppend,
+    "input_audio_buffer.commit": _Event,
+    "input_audio_buffer.clear": _Event,
+    "conversation.item.create": ItemCreate,
+    "conversation.item.retrieve": ItemRef,
+    "conversation.item.delete": ItemRef,
+    "conversation.item.truncate": ItemTruncate,
+    "response.create": ResponseCreate,
+    "response.cancel": ResponseCancel,
+    "output_audio_buffer.clear": _Event,
+}
+
+
+def parse_client_event(data: Any) -> _Event:
+    if not isinstance(data, dict):
+        raise ProtocolError("an event must be a JSON object", code="invalid_event")
+    event_id = data.get("event_id") if isinstance(data.get("event_id"), str) else None
+    kind = data.get("type")
+    if not isinstance(kind, str):
+        raise ProtocolError("the event has no 'type'", code="missing_required_parameter", param="type",
+                            event_id=event_id)
+    model = CLIENT_EVENTS.get(kind)
+    if model is None:
+        raise ProtocolError(f"unknown event type {kind!r}", code="invalid_event_type", param="type",
+                            event_id=event_id)
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        param = ".".join(str(p) for p in err["loc"])
+        code = "missing_required_parameter" if err["type"] == "missing" else "invalid_value"
+        raise ProtocolError(f"{kind}: {param}: {err['msg']}", code=code, param=param, event_id=event_id) from None
+
+
+# ---- session configuration -----------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class TurnDetection:
+    threshold: float = 0.5
+    prefix_padding_ms: int = 300
+    silence_duration_ms: int = 400
+    create_response: bool = True
+    interrupt_response: bool = True
+
+    def to_dict(self) -> dict:
+        return {"type": "server_vad", **self.__dict__}
+
+
+@dataclass(frozen=True)
+class SessionConfig:
+    instructions: str
+    input_format: AudioFormat = PCM24K
+    output_format: AudioFormat = PCM24K
+    voice: str = "default"
+    speed: float = 1.0
+    output_modalities: tuple[str, ...] = ("audio",)
+    turn_detection: Optional[TurnDetection] = field(default_factory=TurnDetection)
+    language: Optional[str] = None  # transcription language; None: the server default
+    max_output_tokens: Optional[int] = None
+
+    def to_dict(self, session_id: str, model: str) -> dict:
+        return {
+            "type": "realtime", "object": "realtime.session", "id": session_id, "model": model,
+            "instructions": self.instructions, "output_modalities": list(self.output_modalities),
+            "max_output_tokens": self.max_output_tokens or "inf",
+            "audio": {
+                "input": {"format": self.input_format.to_dict(),
+                          "transcription": {"model": "whisper", "language": self.language},
+                          "turn_detection": self.turn_detection.to_dict() if self.turn_detection else None},
+                "output": {"format": self.output_format.to_dict(), "voice": self.voice, "speed": self.speed},
+            },
+        }
+
+
+def _get(obj: dict, key: str, kind: type | tuple, where: str):
+    value = obj.get(key)
+    if value is not None and not isinstance(value, kind):
+        names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+        raise ProtocolError(f"{where}.{key} must be {names}", code="invalid_value", param=f"{where}.{key}")
+    return value
+
+
+def apply_session_update(config: SessionConfig, patch: dict) -> SessionConfig:
+    """A new config with the GA `session` object (and the beta flat fields) applied; errors name the field."""
+    changes: dict[str, Any] = {}
+    if (text := _get(patch, "instructions", str, "session")) is not None:
+        changes["instructions"] = text
+    if (mods := _get(patch, "output_modalities", list, "session") or _get(patch, "modalities", list, "session")):
+        if not set(mods) <= {"audio", "text"}:
+            raise ProtocolError("session.output_modalities may hold 'audio' or 'text'", code="invalid_value",
+                                param="session.output_modalities")
+        changes["output_modalities"] = ("audio",) if "audio" in mods else ("text",)
+    if "max_output_tokens" in patch:
+        limit = patch["max_output_tokens"]
+        if limit != "inf" and not (isinstance(limit, int) and 1 <= limit <= 4096):
+            raise ProtocolError("session.max_output_tokens must be 1..4096 or 'inf'", code="invalid_value",
+                                param="session.max_output_tokens")
+        changes["max_output_tokens"] = None if limit == "inf" else limit
+    audio = _get(patch, "audio", dict, "session") or {}
+    inp = _get(audio, "input", dict, "session.audio") or {}
+    out = _get(audio, "output", dict, "session.audio") or {}
+    try:
+        if "format" in inp or "input_audio_format" in patch:
+            changes["input_format"] = AudioFormat.parse(inp.get("format", patch.get("input_audio_format")))
+        if "format" in out or "output_audio_format" in patch:
+            changes["output_format"] = AudioFormat.parse(out.get("format", patch.get("output_audio_format")))
+    except AudioFormatError as exc:
+        raise ProtocolError(str(exc), code="invalid_value", param="session.audio.format") from None
+    if (voice := _get(out, "voice", str, "session.audio.output") or _get(patch, "voice", str, "session")):
+        changes["voice"] = voice
+    if (speed := _get(out, "speed", (int, float), "session.audio.output")) is not None:
+        if not 0.25 <= speed <= 4:
+            raise ProtocolError("session.audio.output.speed must be within 0.25..4", code="invalid_value",
+                                param="session.audio.output.speed")
+        changes["speed"] = float(speed)
+    transcription = _get(inp, "transcription", dict, "session.audio.input") or \
+        _get(patch, "input_audio_transcription", dict, "session") or {}
+    if "language" in transcription:
+        changes["language"] = _get(transcription, "language", str, "session.audio.input.transcription")
+    if "turn_detection" in inp or "turn_detection" in patch:
+        changes["turn_detection"] = _turn_detection(inp.get("turn_detection", patch.get("turn_detection")),
+                                                    config.turn_detection or TurnDetection())
+    return replace(config, **changes)
+
+
+def _turn_detection(value: Any, current: TurnDetection) -> Optional[TurnDetection]:
+    where = "session.audio.input.turn_detection"
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise ProtocolError(f"{where} must be an object or null", code="invalid_value", param=where)
+    kind = value.get("type", "server_vad")
+    if kind not in ("server_vad", "semantic_vad"):  # semantic_vad is served by the same VAD for now
+        raise ProtocolError(f"{where}.type {kind!r} is not supported; use 'server_vad' or null",
+                            code="invalid_value", param=f"{where}.type")
+    changes: dict[str, Any] = {}
+    for key, kind_, low, high in (("threshold", (int, float), 0.01, 0.99), ("prefix_padding_ms", int, 0, 2000),
+                                  ("silence_duration_ms", int, 100, 5000)):
+        if (v := _get(value, key, kind_, where)) is not None:
+            if not low <= v <= high:
+                raise ProtocolError(f"{where}.{key} must be within {low}..{high}", code="invalid_value",
+                                    param=f"{where}.{key}")
+            changes[key] = v
+    for key in ("create_response", "interrupt_response"):
+        if (v := _get(value, key, bool, where)) is not None:
+            changes[key] = v
+    return replace(current, **changes)

@@ -1,0 +1,355 @@
+"""One conversation: its config, its items, the listener (ears) and the active reply (voice).
+
+Transports (WebSocket, WebRTC) feed client events into `handle()` and drain `outbox`; all decisions live here.
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import logging
+import time
+from collections import OrderedDict
+from typing import Any, Optional
+
+import numpy as np
+
+from livehost.server import metrics
+from livehost.server.protocol import (ProtocolError, SessionConfig, TurnDetection, apply_session_update, new_id,
+                                      parse_client_event)
+from livehost.server.turn import Reply, ReplyPlan, Segment, text_until
+from livehost.speech.audio import AudioFormatError, Resampler, decode_audio, int16_to_float32
+from livehost.speech.listener import Listener, ListenerConfig
+
+log = logging.getLogger("livehost.session")
+MAX_ITEMS = 200  # older items leave the conversation (and the prompt) first
+PROMPT_CHARS = 6000  # rough context budget for the LLM prompt
+
+
+class RealtimeSession:
+    def __init__(self, engines: Any, settings: Any, transport: str = "websocket", model: str = "livehost"):
+        self.engines, self.settings, self.transport, self.model = engines, settings, transport, model
+        self.id = new_id("sess")
+        vad, asr = settings.vad, settings.asr
+        self.config = SessionConfig(
+            instructions=settings.server.instructions,
+            language=None if asr.language == "auto" else asr.language,
+            turn_detection=TurnDetection(vad.threshold, vad.prefix_padding_ms, vad.silence_ms))
+        self.outbox: asyncio.Queue[dict] = asyncio.Queue()
+        self.items: OrderedDict[str, dict] = OrderedDict()
+        self.segments: dict[str, list[Segment]] = {}  # assistant audio items: what was said when
+        self.reply: Optional[Reply] = None
+        self._pending: dict[str, asyncio.Task] = {}  # user items still being transcribed
+        self._tasks: set[asyncio.Task] = set()
+        self._resampler = Resampler(self.config.input_format.rate, 16000)
+        self._audio_clock: Optional[float] = None  # wall time at which input audio started, for pacing checks
+        self._audio_in_s = 0.0
+        self._warned_fast = False
+        self._speech_end_wall: Optional[float] = None
+        self.listener = Listener(engines.vad, engines.asr, self._listener_config(), self._on_listener,
+                                 lambda: new_id("item"))
+        metrics.SESSIONS_ACTIVE.labels(transport).inc()
+        metrics.SESSIONS_TOTAL.labels(transport).inc()
+
+    def _listener_config(self) -> ListenerConfig:
+        td, s = self.config.turn_detection or TurnDetection(), self.settings
+        return ListenerConfig(td.threshold, s.vad.min_speech_ms, td.silence_duration_ms, td.prefix_padding_ms,
+                              s.asr.partial_interval_ms, s.server.max_buffer_seconds, self.config.language)
+
+    # ---- out -------------------------------------------------------------------------------------------------------
+
+    def send(self, event: dict) -> None:
+        event.setdefault("event_id", new_id("event"))
+        if event["type"] == "error":
+            metrics.ERRORS.labels(event["error"].get("code") or "error").inc()
+        self.outbox.put_nowait(event)
+
+    def emit(self, kind: str, **fields: Any) -> None:
+        self.send({"type": kind, **fields})
+
+    def start(self) -> None:
+        self.emit("session.created", session=self.config.to_dict(self.id, self.model))
+
+    # ---- in --------------------------------------------------------------------------------------------------------
+
+    async def handle(self, raw: str | bytes) -> None:
+        """One client message. Every client mistake becomes an `error` event; the session goes on."""
+        try:
+            try:
+                data = json.loads(raw)
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                raise ProtocolError(f"the message is not valid JSON: {exc}", code="invalid_json") from None
+            event = parse_client_event(data)
+            handler = getattr(self, "_on_" + event.type.replace(".", "_"))
+            try:
+                await handler(event)
+            except ProtocolError as exc:
+                exc.event_id = exc.event_id or event.event_id
+                raise
+        except ProtocolError as exc:
+            self.send(exc.event())
+
+    async def _on_session_update(self, event) -> None:
+        old = self.config
+        self.config = apply_session_update(old, event.session)
+        if self.config.input_format != old.input_format:
+            self._resampler = Resampler(self.config.input_format.rate, 16000)
+        self.listener.reconfigure(self._listener_config(), auto=self.config.turn_detection is not None)
+        self.emit("session.updated", session=self.config.to_dict(self.id, self.model))
+
+    async def _on_input_audio_buffer_append(self, event) -> None:
+        try:
+            data = base64.b64decode(event.audio, validate=True)
+        except (binascii.Error, ValueError):
+            raise ProtocolError("input_audio_buffer.append: audio is not valid base64", code="invalid_base64",
+                                param="audio") from None
+        try:
+            pcm = decode_audio(data, self.config.input_format)
+        except AudioFormatError as exc:
+            raise ProtocolError(f"input_audio_buffer.append: {exc}", code="invalid_audio", param="audio") from None
+        if not len(pcm):
+            return
+        await self._pace(len(pcm) / self.config.input_format.rate)
+        await self.listener.feed(int16_to_float32(self._resampler.process(pcm)))
+
+    async def _pace(self, seconds: float) -> None:
+        """Audio far ahead of the wall clock is slowed to real time (nothing dropped) and the client is told once."""
+        if not self.listener.auto:
+            return
+        now = time.perf_counter()
+        if self._audio_clock is None or (now - self._audio_clock) - self._audio_in_s > 1.0:
+            self._audio_clock, self._audio_in_s = now, 0.0  # the client paused: start a fresh clock
+        self._audio_in_s += seconds
+        ahead = self._audio_in_s - (now - self._audio_clock) - self.settings.server.max_ahead_of_realtime_s
+        if ahead > 0:
+            if not self._warned_fast:
+                self._warned_fast = True
+                self.send(ProtocolError(
+                    f"input audio arrives faster than real time (more than "
+                    f"{self.settings.server.max_ahead_of_realtime_s:g} s ahead); reading is slowed to real time",
+                    code="input_audio_too_fast").event())
+            await asyncio.sleep(ahead)
+
+    async def _on_input_audio_buffer_commit(self, event) -> None:
+        if self.listener.buffered_ms < 100:
+            raise ProtocolError(f"buffer too small: expected at least 100 ms of audio, have "
+                                f"{self.listener.buffered_ms} ms", code="input_audio_buffer_commit_empty")
+        item_id, audio = self.listener.commit()
+        self.emit("input_audio_buffer.committed", previous_item_id=self._last_id(), item_id=item_id)
+        self._add_item(self._user_audio_item(item_id))
+        self._pending[item_id] = self._spawn(self._transcribe_committed(item_id, audio))
+
+    async def _transcribe_committed(self, item_id: str, audio: np.ndarray) -> None:
+        try:
+            result = await self.listener.transcribe(audio)
+            self._complete_transcript(item_id, result.text.strip(), len(audio) / 16000)
+        except Exception as exc:  # noqa: BLE001
+            log.exception("transcription failed")
+            self.emit("conversation.item.input_audio_transcription.failed", item_id=item_id, content_index=0,
+                      error={"type": "transcription_error", "message": str(exc)})
+        finally:
+            self._pending.pop(item_id, None)
+
+    async def _on_input_audio_buffer_clear(self, event) -> None:
+        self.listener.clear()
+        self.emit("input_audio_buffer.cleared")
+
+    async def _on_conversation_item_create(self, event) -> None:
+        item = dict(event.item)
+        if item.get("type", "message") != "message" or item.get("role") not in ("user", "assistant", "system"):
+            raise ProtocolError("conversation.item.create: only message items with role user, assistant or "
+                                "system are supported", code="invalid_value", param="item.role")
+        content = item.get("content")
+        if not isinstance(content, list) or not content or not all(isinstance(c, dict) for c in content):
+            raise ProtocolError("conversation.item.create: item.content must be a non-empty list of parts",
+                                code="missing_required_parameter", param="item.content")
+        for part in content:
+            if part.get("type") not in ("input_text", "text", "output_text", "input_audio", "output_audio"):
+                raise ProtocolError(f"conversation.item.create: content type {part.get('type')!r} is not supported",
+                                    code="invalid_value", param="item.content.type")
+            if part["type"] == "input_audio":
+                raise ProtocolError("conversation.item.create: send audio with input_audio_buffer.append",
+                                    code="invalid_value", param="item.content.type")
+        if event.previous_item_id and event.previous_item_id not in self.items:
+            raise ProtocolError(f"previous_item_id {event.previous_item_id!r} does not exist",
+                                code="item_not_found", param="previous_item_id")
+        item.update(id=item.get("id") or new_id("item"), object="realtime.item", type="message", status="completed")
+        self._add_item(item)
+        self.emit("conversation.item.done", item=item)
+
+    async def _on_conversation_item_retrieve(self, event) -> None:
+        self.emit("conversation.item.retrieved", item=self._item(event.item_id))
+
+    async def _on_conversation_item_delete(self, event) -> None:
+        self._item(event.item_id)
+        del self.items[event.item_id]
+        self.segments.pop(event.item_id, None)
+        self.emit("conversation.item.deleted", item_id=event.item_id)
+
+    async def _on_conversation_item_truncate(self, event) -> None:
+        item = self._item(event.item_id)
+        if item.get("role") != "assistant" or event.item_id not in self.segments:
+            raise ProtocolError("only assistant audio items can be truncated", code="invalid_value", param="item_id")
+        if self.reply and self.reply.item_id == event.item_id:
+            await self._stop_reply("client_cancelled")
+        segments = self.segments[event.item_id]
+        spoken_ms = segments[-1].end_ms if segments else 0
+        if event.audio_end_ms > spoken_ms + 1:
+            raise ProtocolError(f"audio_end_ms {event.audio_end_ms} is past the end of the item's audio "
+                                f"({spoken_ms:.0f} ms)", code="invalid_value", param="audio_end_ms")
+        self._set_transcript(item, text_until(segments, event.audio_end_ms))
+        self.emit("conversation.item.truncated", item_id=event.item_id, content_index=event.content_index,
+                  audio_end_ms=event.audio_end_ms)
+
+    async def _on_response_create(self, event) -> None:
+        if self.reply:
+            raise ProtocolError("the conversation already has an active response",
+                                code="conversation_already_has_active_response")
+        options = event.response or {}
+        self._start_reply(instructions=options.get("instructions"),
+                          modalities=options.get("output_modalities") or options.get("modalities"))
+
+    async def _on_response_cancel(self, event) -> None:
+        if not self.reply or (event.response_id and event.response_id != self.reply.id):
+            raise ProtocolError("there is no active response to cancel", code="response_cancel_not_active")
+        await self._stop_reply("client_cancelled")
+
+    async def _on_output_audio_buffer_clear(self, event) -> None:
+        if self.reply:
+            await self._stop_reply("client_cancelled")
+        self.emit("output_audio_buffer.cleared", response_id=None)
+
+    # ---- listener events -------------------------------------------------------------------------------------------
+
+    def _on_listener(self, kind: str, data: dict) -> None:
+        if kind == "speech_started":
+            td = self.config.turn_detection
+            if self.reply and td and td.interrupt_response:  # barge-in
+                self.reply.cancel("turn_detected")
+            self.emit("input_audio_buffer.speech_started", item_id=data["item_id"],
+                      audio_start_ms=data["audio_start_ms"])
+        elif kind == "partial":
+            self.emit("conversation.item.input_audio_transcription.delta", item_id=data["item_id"], content_index=0,
+                      delta=data["delta"])
+        elif kind == "speech_stopped":
+            self._speech_end_wall = time.perf_counter() - self.listener.config.silence_ms / 1000
+            metrics.ENDPOINTING.observe(self.listener.config.silence_ms / 1000)
+            self.emit("input_audio_buffer.speech_stopped", item_id=data["item_id"], audio_end_ms=data["audio_end_ms"])
+            self.emit("input_audio_buffer.committed", previous_item_id=self._last_id(), item_id=data["item_id"])
+            self._add_item(self._user_audio_item(data["item_id"]))
+        elif kind == "final":
+            metrics.ASR_FINAL.observe(data["asr_wait_s"])
+            self._complete_transcript(data["item_id"], data["transcript"], len(data["audio"]) / 16000)
+            td = self.config.turn_detection
+            if td and td.create_response and data["transcript"] and not self.reply:
+                self._start_reply(speech_end_wall=self._speech_end_wall)
+        elif kind == "failed":
+            self.emit("conversation.item.input_audio_transcription.failed", item_id=data["item_id"],
+                      content_index=0, error={"type": "transcription_error", "message": data["error"]})
+
+    # ---- replies ---------------------------------------------------------------------------------------------------
+
+    def _start_reply(self, instructions: Optional[str] = None, modalities: Optional[list] = None,
+                     speech_end_wall: Optional[float] = None) -> None:
+        audio = "audio" in (modalities or self.config.output_modalities)
+        plan = ReplyPlan(messages=[], output_format=self.config.output_format, audio=audio,
+                         voice=self.config.voice, speed=self.config.speed,
+                         max_tokens=self.config.max_output_tokens or self.settings.llm.max_tokens,
+                         temperature=self.settings.llm.temperature, lead_ms=self.settings.server.output_lead_ms,
+                         speech_end_wall=speech_end_wall)
+        self.reply = reply = Reply(plan, self.engines.llm, self.engines.tts, self.send, self._last_id())
+        self._add_item(reply.item, announce=False)  # the reply announces its own item
+        if audio:
+            self.segments[reply.item_id] = reply.segments
+
+        async def run() -> None:
+            if self._pending:  # a reply needs the words of every user item before it
+                await asyncio.gather(*self._pending.values(), return_exceptions=True)
+            plan.messages = self._prompt(instructions)
+            try:
+                await reply.start()
+            finally:
+                metrics.REPLIES.labels(reply.status).inc()
+                if self.reply is reply:
+                    self.reply = None
+        self._spawn(run())
+
+    async def _stop_reply(self, reason: str) -> None:
+        reply = self.reply
+        if reply:
+            reply.cancel(reason)
+            await reply.done.wait()
+
+    def _prompt(self, instructions: Optional[str]) -> list[dict]:
+        messages, budget = [], PROMPT_CHARS
+        for item in reversed(self.items.values()):
+            text = _item_text(item)
+            if not text or item.get("status") == "in_progress":
+                continue
+            budget -= len(text)
+            if budget < 0:
+                break
+            messages.append({"role": item["role"], "content": text})
+        return [{"role": "system", "content": instructions or self.config.instructions}, *reversed(messages)]
+
+    # ---- items -----------------------------------------------------------------------------------------------------
+
+    def _user_audio_item(self, item_id: str) -> dict:
+        return {"id": item_id, "object": "realtime.item", "type": "message", "role": "user", "status": "completed",
+                "content": [{"type": "input_audio", "transcript": None}]}
+
+    def _complete_transcript(self, item_id: str, text: str, seconds: float) -> None:
+        if item_id in self.items:
+            self.items[item_id]["content"][0]["transcript"] = text
+        self.emit("conversation.item.input_audio_transcription.completed", item_id=item_id, content_index=0,
+                  transcript=text, usage={"type": "duration", "seconds": round(seconds, 3)})
+        if item_id in self.items:
+            self.emit("conversation.item.done", item=self.items[item_id])
+
+    def _add_item(self, item: dict, announce: bool = True) -> None:
+        previous = self._last_id()
+        self.items[item["id"]] = item
+        while len(self.items) > MAX_ITEMS:
+            old, _ = self.items.popitem(last=False)
+            self.segments.pop(old, None)
+        if announce:
+            self.emit("conversation.item.added", previous_item_id=previous, item=item)
+
+    def _item(self, item_id: str) -> dict:
+        if item_id not in self.items:
+            raise ProtocolError(f"item {item_id!r} does not exist", code="item_not_found", param="item_id")
+        return self.items[item_id]
+
+    def _set_transcript(self, item: dict, text: str) -> None:
+        for part in item.get("content", []):
+            if part.get("type") == "output_audio":
+                part["transcript"] = text
+
+    def _last_id(self) -> Optional[str]:
+        return next(reversed(self.items), None)
+
+    def _spawn(self, coro) -> asyncio.Task:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def close(self) -> None:
+        """The client went away: stop the reply and every task; nothing is left running."""
+        if self.reply:
+            self.reply.cancel("client_cancelled")
+        await self.listener.close()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        metrics.SESSIONS_ACTIVE.labels(self.transport).dec()
+
+
+def _item_text(item: dict) -> str:
+    parts = []
+    for part in item.get("content", []):
+        text = part.get("text") if part.get("type") in ("input_text", "text", "output_text") else part.get("transcript")
+        if text:
+            parts.append(text)
+    return " ".join(parts).strip()

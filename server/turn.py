@@ -1,0 +1,232 @@
+"""One assistant reply as a cancellable object: LLM -> speakable chunks -> TTS -> audio paced out to the client.
+
+Cancelling it (barge-in, response.cancel, truncate) stops every stage at once: the LLM generator is closed, queued
+speech is dropped, nothing more is sent. The reply knows exactly which audio left, so the conversation keeps only
+the words the user heard.
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+from livehost.server import metrics
+from livehost.server.protocol import new_id
+from livehost.speech.audio import AudioFormat, Resampler, encode_audio
+from livehost.speech.chunker import speakable_chunks
+from livehost.speech.tts import Prosody
+
+log = logging.getLogger("livehost.turn")
+PIECE_MS = 100  # audio delta size: barge-in can stop between two pieces
+
+
+@dataclass
+class Segment:
+    """A span of sent audio and the words it speaks."""
+    start_ms: float
+    end_ms: float
+    text: str
+
+
+def text_until(segments: list[Segment], audio_end_ms: float) -> str:
+    """The words spoken up to audio_end_ms; a segment cut midway keeps the share of words that was heard."""
+    words: list[str] = []
+    for seg in segments:
+        if audio_end_ms >= seg.end_ms:
+            words.append(seg.text)
+        elif audio_end_ms > seg.start_ms:
+            parts = seg.text.split()
+            share = (audio_end_ms - seg.start_ms) / max(1.0, seg.end_ms - seg.start_ms)
+            words.append(" ".join(parts[: int(len(parts) * share)]))
+    return " ".join(w for w in words if w).strip()
+
+
+@dataclass
+class ReplyPlan:
+    messages: list[dict]
+    output_format: AudioFormat
+    audio: bool = True
+    voice: str = "default"
+    speed: float = 1.0
+    max_tokens: int = 120
+    temperature: float = 0.6
+    lead_ms: int = 400
+    speech_end_wall: Optional[float] = None  # perf_counter() when the user stopped speaking, for the latency metric
+
+
+class Reply:
+    def __init__(self, plan: ReplyPlan, llm: Any, tts: Any, emit: Callable[[dict], None],
+                 previous_item_id: Optional[str] = None):
+        self.plan, self.llm, self.tts, self._emit = plan, llm, tts, emit
+        self.id, self.item_id = new_id("resp"), new_id("item")
+        self.previous_item_id = previous_item_id
+        self.status, self.status_details = "in_progress", None
+        self.segments: list[Segment] = []
+        self.text = ""  # text mode: everything sent
+        self.sent_ms = 0.0
+        self.item = {"id": self.item_id, "object": "realtime.item", "type": "message", "role": "assistant",
+                     "status": "in_progress", "content": []}
+        self.task: Optional[asyncio.Task] = None
+        self.cancelled_at: Optional[float] = None
+        self.done = asyncio.Event()
+
+    # ---- control ---------------------------------------------------------------------------------------------------
+
+    def start(self) -> asyncio.Task:
+        self.task = asyncio.get_running_loop().create_task(self._run(), name=f"reply {self.id}")
+        return self.task
+
+    def cancel(self, reason: str) -> None:
+        """Stop everywhere at once. Safe to call more than once."""
+        if self.status == "in_progress":
+            self.status, self.status_details = "cancelled", {"type": "cancelled", "reason": reason}
+            self.cancelled_at = time.perf_counter()
+            if self.task and not self.task.done():
+                self.task.cancel()
+
+    @property
+    def heard(self) -> str:
+        return text_until(self.segments, self.sent_ms) if self.plan.audio else self.text
+
+    # ---- the pipeline ----------------------------------------------------------------------------------------------
+
+    def emit(self, kind: str, **fields: Any) -> None:
+        self._emit({"type": kind, "event_id": new_id("event"), **fields})
+
+    def _ids(self) -> dict:
+        return {"response_id": self.id, "item_id": self.item_id, "output_index": 0, "content_index": 0}
+
+    async def _run(self) -> None:
+        self.created = time.perf_counter()
+        self.emit("response.created", response=self.response())
+        self.emit("response.output_item.added", response_id=self.id, output_index=0, item=self.item)
+        self.emit("conversation.item.added", previous_item_id=self.previous_item_id, item=self.item)
+        part = {"type": "audio", "transcript": ""} if self.plan.audio else {"type": "text", "text": ""}
+        self.emit("response.content_part.added", **self._ids(), part=part)
+        try:
+            await (self._speak() if self.plan.audio else self._write())
+            self.status = "completed"
+        except asyncio.CancelledError:
+            if self.status == "in_progress":  # cancelled from outside without cancel(): the connection went away
+                self.status, self.status_details = "cancelled", {"type": "cancelled", "reason": "client_cancelled"}
+        except Exception as exc:  # noqa: BLE001 - an engine failure ends this reply, never the session
+            log.exception("reply failed")
+            self.status = "failed"
+            self.status_details = {"type": "failed", "error": {"type": "server_error", "code": type(exc).__name__,
+                                                                "message": str(exc)}}
+        finally:
+            self._finish()
+
+    async def _tokens(self):
+        first = True
+        async for token in self.llm.stream(self.plan.messages, max_tokens=self.plan.max_tokens,
+                                           temperature=self.plan.temperature):
+            if first:
+                metrics.LLM_FIRST_TOKEN.observe(time.perf_counter() - self.created)
+                first = False
+            yield token
+
+    async def _write(self) -> None:
+        async for token in self._tokens():
+            self.text += token
+            self.emit("response.output_text.delta", **self._ids(), delta=token)
+
+    async def _speak(self) -> None:
+        queue: asyncio.Queue = asyncio.Queue(maxsize=4)  # a few sentences ahead, no more
+        producer = asyncio.get_running_loop().create_task(self._synthesize(queue))
+        try:
+            await self._send(queue)
+        finally:
+            producer.cancel()
+            await asyncio.gather(producer, return_exceptions=True)
+
+    async def _synthesize(self, queue: asyncio.Queue) -> None:
+        resampler: Optional[Resampler] = None
+        prosody = Prosody(rate=self.plan.speed)
+        tokens = self._tokens()
+        chunks = speakable_chunks(tokens)
+        try:
+            async for chunk in chunks:
+                started = time.perf_counter()
+                pieces = await asyncio.to_thread(lambda: list(self.tts.synthesize(chunk, prosody)))
+                metrics.TTS_CHUNK.observe(time.perf_counter() - started)
+                for piece in pieces:
+                    resampler = resampler or Resampler(piece.sample_rate, self.plan.output_format.rate)
+                    await queue.put((piece.text or chunk, resampler.process(piece.audio)))
+            await queue.put(None)
+        except Exception as exc:  # noqa: BLE001 - handed to the sender, which ends the reply as failed
+            await queue.put(exc)
+        finally:  # close the LLM stream now, not when the garbage collector gets to it
+            await chunks.aclose()
+            await tokens.aclose()
+
+    async def _send(self, queue: asyncio.Queue) -> None:
+        rate = self.plan.output_format.rate
+        step = rate * PIECE_MS // 1000
+        playout_end = time.perf_counter()  # when the client will have played everything sent so far
+        while (item := await queue.get()) is not None:
+            if isinstance(item, Exception):
+                raise item
+            text, pcm = item
+            start_ms = self.sent_ms
+            for i in range(0, len(pcm), step):
+                now = time.perf_counter()
+                if playout_end - now > self.plan.lead_ms / 1000:  # pace to real time, a small lead ahead
+                    await asyncio.sleep(playout_end - now - self.plan.lead_ms / 1000)
+                piece = pcm[i:i + step]
+                if self.sent_ms == 0:
+                    self._first_audio()
+                self.emit("response.output_audio.delta", **self._ids(),
+                          delta=base64.b64encode(encode_audio(piece, self.plan.output_format)).decode())
+                if i == 0:
+                    self.emit("response.output_audio_transcript.delta", **self._ids(),
+                              delta=(" " if self.segments else "") + text)
+                duration = len(piece) / rate
+                playout_end = max(playout_end, time.perf_counter()) + duration
+                self.sent_ms += 1000 * duration
+                if i == 0:
+                    self.segments.append(Segment(start_ms, start_ms, text))
+                self.segments[-1].end_ms = self.sent_ms
+            # a segment's end is where its audio ends; pieces of one chunk never mix with the next
+
+    def _first_audio(self) -> None:
+        now = time.perf_counter()
+        metrics.TTS_FIRST_AUDIO.observe(now - self.created)
+        if self.plan.speech_end_wall is not None:
+            metrics.SPEECH_END_TO_AUDIO.observe(now - self.plan.speech_end_wall)
+
+    # ---- ending ----------------------------------------------------------------------------------------------------
+
+    def _finish(self) -> None:
+        text = self.heard
+        if self.plan.audio:
+            content = {"type": "output_audio", "transcript": text}
+            self.emit("response.output_audio.done", **self._ids())
+            self.emit("response.output_audio_transcript.done", **self._ids(), transcript=text)
+            part = {"type": "audio", "transcript": text}
+        else:
+            content = {"type": "output_text", "text": text}
+            self.emit("response.output_text.done", **self._ids(), text=text)
+            part = {"type": "text", "text": text}
+        self.item["content"] = [content]
+        self.item["status"] = "completed" if self.status == "completed" else "incomplete"
+        self.emit("response.content_part.done", **self._ids(), part=part)
+        self.emit("response.output_item.done", response_id=self.id, output_index=0, item=self.item)
+        self.emit("conversation.item.done", item=self.item)
+        self.emit("response.done", response=self.response())
+        if self.status == "cancelled" and self.cancelled_at:
+            metrics.BARGE_IN.observe(time.perf_counter() - self.cancelled_at)
+        self.done.set()
+
+    def response(self) -> dict:
+        return {"id": self.id, "object": "realtime.response", "status": self.status,
+                "status_details": self.status_details, "conversation_id": "conv_default",
+                "output": [self.item] if self.status != "in_progress" else [],
+                "output_modalities": ["audio"] if self.plan.audio else ["text"],
+                "audio": {"output": {"format": self.plan.output_format.to_dict(), "voice": self.plan.voice}},
+                "max_output_tokens": self.plan.max_tokens, "usage": None}

@@ -1,0 +1,182 @@
+"""The ears: 16 kHz audio in; speech start/stop, partial transcripts and the final transcript out.
+
+Latency tricks: partial transcripts while the user speaks, and a speculative final transcript started the moment
+silence begins, so that by the time the silence wait ends the transcript is usually ready.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+log = logging.getLogger("livehost.listener")
+
+RATE = 16000
+FRAME = 512  # Silero's frame at 16 kHz (32 ms)
+
+
+@dataclass
+class ListenerConfig:
+    threshold: float = 0.5
+    min_speech_ms: int = 96
+    silence_ms: int = 400
+    prefix_padding_ms: int = 300
+    partial_interval_ms: int = 900
+    max_buffer_s: float = 60.0
+    language: Optional[str] = None
+
+
+@dataclass
+class _Utterance:
+    item_id: str
+    start: int  # sample index (session clock) where the item's audio begins (prefix padding included)
+    last_partial: int = 0
+    partial_text: str = ""
+    speculative: Optional[tuple[int, asyncio.Task]] = None  # (end sample, transcription task)
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class Listener:
+    def __init__(self, vad_model: Any, asr: Any, config: ListenerConfig, emit: Callable[[str, dict], None],
+                 make_id: Callable[[], str]):
+        from livehost.speech.vad import Endpointer
+        self.asr, self.config, self.emit, self.make_id = asr, config, emit, make_id
+        self.vad = vad_model.stream()
+        self.endpointer = Endpointer(config.threshold, config.min_speech_ms, config.silence_ms, 1000 * FRAME / RATE)
+        self.auto = True  # server VAD on; off means the client commits
+        self.total = 0  # samples heard this session
+        self._buffer = np.zeros(0, np.float32)  # audio since buffer_start, bounded
+        self._buffer_start = 0
+        self._tail = np.zeros(0, np.float32)  # samples not yet a whole VAD frame
+        self._utterance: Optional[_Utterance] = None
+        self._asr_lock = asyncio.Lock()  # one transcription at a time per session: two would only halve the speed
+        self._tasks: set[asyncio.Task] = set()
+
+    # ---- audio in ------------------------------------------------------------------------------------------------
+
+    async def feed(self, samples: np.ndarray) -> None:
+        """Add 16 kHz float32 audio. In auto mode, runs VAD and emits events as speech starts and stops."""
+        self._buffer = np.concatenate([self._buffer, samples])
+        self.total += len(samples)
+        if not self.auto:
+            self._trim(max(0, self.total - int(self.config.max_buffer_s * RATE)))
+            return
+        frames = np.concatenate([self._tail, samples])
+        whole = len(frames) // FRAME * FRAME
+        self._tail = frames[whole:]
+        if not whole:
+            return
+        blocks = frames[:whole].reshape(-1, FRAME)
+        probs = await asyncio.to_thread(lambda: [self.vad.probability(b) for b in blocks])
+        end = self.total - len(self._tail) - whole  # sample index where the first block starts
+        for prob in probs:
+            end += FRAME
+            self._on_frame(prob, end)
+        if self._utterance is None:  # keep only what prefix padding may need
+            self._trim(self.total - int((self.config.prefix_padding_ms + 1000) * RATE / 1000))
+
+    def _on_frame(self, prob: float, end: int) -> None:
+        ep, utt, ms = self.endpointer, self._utterance, RATE // 1000
+        event = ep.update(prob)
+        if event == "start":
+            start = max(self._buffer_start, end - int((ep.start_lag_ms + self.config.prefix_padding_ms) * ms))
+            self._utterance = utt = _Utterance(self.make_id(), start, last_partial=end)
+            utt.timings["onset_wall"] = time.perf_counter()
+            self.emit("speech_started", {"item_id": utt.item_id, "audio_start_ms": start // ms})
+        elif event == "stop" and utt is not None:
+            speech_end = end - int(ep.silence_run_ms * ms) if ep.silence_run_ms else end - int(self.config.silence_ms * ms)
+            self._utterance = None
+            self.emit("speech_stopped", {"item_id": utt.item_id, "audio_end_ms": speech_end // ms})
+            self._spawn(self._finish(utt, speech_end))
+        elif utt is not None and ep.in_speech:
+            if ep.silence_run_ms == 0:
+                utt.speculative = None  # speech resumed: an earlier guess is stale
+                if end - utt.last_partial >= self.config.partial_interval_ms * ms and not self._asr_lock.locked():
+                    utt.last_partial = end
+                    self._spawn(self._partial(utt, end))
+            elif utt.speculative is None:
+                speech_end = end - int(ep.silence_run_ms * ms)
+                utt.speculative = (speech_end, self._spawn(self._transcribe(self._audio(utt.start, speech_end))))
+
+    def reconfigure(self, config: ListenerConfig, auto: bool) -> None:
+        from livehost.speech.vad import Endpointer
+        self.config, self.auto = config, auto
+        self.endpointer = Endpointer(config.threshold, config.min_speech_ms, config.silence_ms, 1000 * FRAME / RATE)
+        self._utterance = None
+
+    # ---- manual mode -----------------------------------------------------------------------------------------------
+
+    def commit(self) -> tuple[str, np.ndarray]:
+        """Take the whole buffer as one user item (turn detection off, or a client commit)."""
+        audio = self._audio(self._buffer_start, self.total)
+        self.clear()
+        return self.make_id(), audio
+
+    def clear(self) -> None:
+        self._trim(self.total)
+        self._utterance = None
+        self.endpointer.reset()
+
+    def cancel_utterance(self) -> None:
+        self._utterance = None
+
+    @property
+    def buffered_ms(self) -> int:
+        return (self.total - self._buffer_start) * 1000 // RATE
+
+    # ---- transcription ---------------------------------------------------------------------------------------------
+
+    async def transcribe(self, audio: np.ndarray):
+        return await self._transcribe(audio)
+
+    async def _transcribe(self, audio: np.ndarray):
+        async with self._asr_lock:
+            return await asyncio.to_thread(self.asr.transcribe, audio, self.config.language)
+
+    async def _partial(self, utt: _Utterance, end: int) -> None:
+        result = await self._transcribe(self._audio(utt.start, end))
+        text = result.text.strip()
+        if text.startswith(utt.partial_text) and len(text) > len(utt.partial_text):  # deltas only ever append
+            delta, utt.partial_text = text[len(utt.partial_text):], text
+            self.emit("partial", {"item_id": utt.item_id, "delta": delta})
+
+    async def _finish(self, utt: _Utterance, speech_end: int) -> None:
+        audio = self._audio(utt.start, speech_end)
+        started = time.perf_counter()
+        try:
+            if utt.speculative and utt.speculative[0] == speech_end:
+                result = await utt.speculative[1]
+            else:
+                result = await self._transcribe(audio)
+        except Exception as exc:  # noqa: BLE001 - a failed transcription must not end the session
+            log.exception("transcription failed")
+            self.emit("failed", {"item_id": utt.item_id, "error": str(exc), "audio": audio})
+            return
+        self.emit("final", {"item_id": utt.item_id, "transcript": result.text.strip(), "audio": audio,
+                            "asr_wait_s": time.perf_counter() - started})
+
+    # ---- buffer ----------------------------------------------------------------------------------------------------
+
+    def _audio(self, start: int, end: int) -> np.ndarray:
+        a, b = max(0, start - self._buffer_start), max(0, end - self._buffer_start)
+        return self._buffer[a:b].copy()
+
+    def _trim(self, new_start: int) -> None:
+        if new_start > self._buffer_start:
+            self._buffer = self._buffer[new_start - self._buffer_start:]
+            self._buffer_start = new_start
+
+    def _spawn(self, coro) -> asyncio.Task:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
