@@ -1,7 +1,9 @@
 """The FastAPI app: the Realtime endpoint, health and metrics."""
 from __future__ import annotations
 
+import asyncio
 import time
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Optional
 
@@ -19,7 +21,12 @@ WEB_CLIENT = Path(__file__).resolve().parent.parent / "web_client"
 
 def create_app(settings: Settings, engines: Optional[Engines] = None) -> FastAPI:
     """Build the app; engines are loaded here unless the caller (tests, the CLI) already has them."""
-    app = FastAPI(title="livehost", version="0.1.0",
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        app.state.loop = asyncio.get_running_loop()
+        yield
+
+    app = FastAPI(title="livehost", version="0.1.0", lifespan=lifespan,
                   description="Real-time conversational virtual hosts over the OpenAI Realtime protocol.")
     app.state.settings = settings
     app.state.engines = engines or Engines.load(settings)

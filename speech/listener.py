@@ -91,7 +91,7 @@ class Listener:
             speech_end = end - int(ep.silence_run_ms * ms) if ep.silence_run_ms else end - int(self.config.silence_ms * ms)
             self._utterance = None
             self.emit("speech_stopped", {"item_id": utt.item_id, "audio_end_ms": speech_end // ms})
-            self._spawn(self._finish(utt, speech_end))
+            self._spawn(self._finish(utt, speech_end, self._audio(utt.start, speech_end)))
         elif utt is not None and ep.in_speech:
             if ep.silence_run_ms == 0:
                 utt.speculative = None  # speech resumed: an earlier guess is stale
@@ -144,8 +144,7 @@ class Listener:
             delta, utt.partial_text = text[len(utt.partial_text):], text
             self.emit("partial", {"item_id": utt.item_id, "delta": delta})
 
-    async def _finish(self, utt: _Utterance, speech_end: int) -> None:
-        audio = self._audio(utt.start, speech_end)
+    async def _finish(self, utt: _Utterance, speech_end: int, audio: np.ndarray) -> None:
         started = time.perf_counter()
         try:
             if utt.speculative and utt.speculative[0] == speech_end:

