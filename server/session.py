@@ -207,8 +207,13 @@ class RealtimeSession:
             raise ProtocolError("the conversation already has an active response",
                                 code="conversation_already_has_active_response")
         options = event.response or {}
+        limit = options.get("max_output_tokens")
+        if limit is not None and limit != "inf" and not (isinstance(limit, int) and 1 <= limit <= 4096):
+            raise ProtocolError("response.max_output_tokens must be 1..4096 or 'inf'", code="invalid_value",
+                                param="response.max_output_tokens")
         self._start_reply(instructions=options.get("instructions"),
-                          modalities=options.get("output_modalities") or options.get("modalities"))
+                          modalities=options.get("output_modalities") or options.get("modalities"),
+                          max_tokens=limit if isinstance(limit, int) else None)
 
     async def _on_response_cancel(self, event) -> None:
         if not self.reply or (event.response_id and event.response_id != self.reply.id):
@@ -251,11 +256,11 @@ class RealtimeSession:
     # ---- replies ---------------------------------------------------------------------------------------------------
 
     def _start_reply(self, instructions: Optional[str] = None, modalities: Optional[list] = None,
-                     speech_end_wall: Optional[float] = None) -> None:
+                     max_tokens: Optional[int] = None, speech_end_wall: Optional[float] = None) -> None:
         audio = "audio" in (modalities or self.config.output_modalities)
         plan = ReplyPlan(messages=[], output_format=self.config.output_format, audio=audio,
                          voice=self.config.voice, speed=self.config.speed,
-                         max_tokens=self.config.max_output_tokens or self.settings.llm.max_tokens,
+                         max_tokens=max_tokens or self.config.max_output_tokens or self.settings.llm.max_tokens,
                          temperature=self.settings.llm.temperature, lead_ms=self.settings.server.output_lead_ms,
                          speech_end_wall=speech_end_wall)
         self.reply = reply = Reply(plan, self.engines.llm, self.engines.tts, self.send, self._last_id())

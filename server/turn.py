@@ -115,7 +115,9 @@ class Reply:
             if self.status == "in_progress":  # cancelled from outside without cancel(): the connection went away
                 self.status, self.status_details = "cancelled", {"type": "cancelled", "reason": "client_cancelled"}
         except Exception as exc:  # noqa: BLE001 - an engine failure ends this reply, never the session
-            log.exception("reply failed")
+            log.warning("reply failed: %s", exc)
+            self.emit("error", error={"type": "server_error", "code": "engine_error", "message": str(exc),
+                                      "param": None, "event_id": None})
             self.status = "failed"
             self.status_details = {"type": "failed", "error": {"type": "server_error", "code": type(exc).__name__,
                                                                 "message": str(exc)}}

@@ -12,9 +12,7 @@ import uuid
 import httpx
 import pytest
 
-pytest.importorskip("llama_cpp")
-
-from livehost.persona.llm import LLM, LLMError, LlamaCppLLM, OpenAICompatibleLLM, bundled_gguf  # noqa: E402
+from livehost.persona.llm import LLM, LLMError, LlamaCppLLM, OpenAICompatibleLLM, bundled_gguf
 
 CHAT = [{"role": "system", "content": "You are a helpful assistant. Answer in one short sentence."},
         {"role": "user", "content": "What is the capital of France?"}]
