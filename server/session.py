@@ -47,6 +47,7 @@ class RealtimeSession:
         self._audio_in_s = 0.0
         self._warned_fast = False
         self._speech_end_wall: Optional[float] = None
+        self._speculation: Optional[tuple[str, str, Reply]] = None  # (item id, transcript, held reply)
         self.listener = Listener(engines.vad, engines.asr, self._listener_config(), self._on_listener,
                                  lambda: new_id("item"))
         metrics.SESSIONS_ACTIVE.labels(transport).inc()
@@ -243,42 +244,75 @@ class RealtimeSession:
             self.emit("input_audio_buffer.speech_stopped", item_id=data["item_id"], audio_end_ms=data["audio_end_ms"])
             self.emit("input_audio_buffer.committed", previous_item_id=self._last_id(), item_id=data["item_id"])
             self._add_item(self._user_audio_item(data["item_id"]))
+        elif kind == "speculative":
+            td = self.config.turn_detection
+            if td and td.create_response and not self.reply and not self._pending:
+                self._drop_speculation()
+                self._speculation = (data["item_id"], data["transcript"],
+                                     self._start_reply(user_text=data["transcript"]))
+        elif kind == "resumed":
+            self._drop_speculation()
         elif kind == "final":
             metrics.ASR_FINAL.observe(data["asr_wait_s"])
             self._complete_transcript(data["item_id"], data["transcript"], len(data["audio"]) / 16000)
             td = self.config.turn_detection
-            if td and td.create_response and data["transcript"] and not self.reply:
-                self._start_reply(speech_end_wall=self._speech_end_wall)
+            spec, self._speculation = self._speculation, None
+            if spec and spec[:2] == (data["item_id"], data["transcript"]) and not self.reply:
+                self.reply = spec[2]  # the guess was right: the reply prepared in the silence speaks now
+                self._adopt(spec[2])
+                spec[2].release(data["item_id"], self._speech_end_wall)
+            else:
+                if spec:
+                    spec[2].cancel("turn_detected")
+                if td and td.create_response and data["transcript"] and not self.reply:
+                    self._start_reply(speech_end_wall=self._speech_end_wall)
         elif kind == "failed":
             self.emit("conversation.item.input_audio_transcription.failed", item_id=data["item_id"],
                       content_index=0, error={"type": "transcription_error", "message": data["error"]})
 
     # ---- replies ---------------------------------------------------------------------------------------------------
 
+    def _adopt(self, reply: Reply) -> None:
+        """The reply's item joins the conversation (the reply announces it itself)."""
+        self._add_item(reply.item, announce=False)
+        if reply.plan.audio:
+            self.segments[reply.item_id] = reply.segments
+
+    def _drop_speculation(self) -> None:
+        if self._speculation:
+            self._speculation[2].cancel("turn_detected")
+            self._speculation = None
+
     def _start_reply(self, instructions: Optional[str] = None, modalities: Optional[list] = None,
-                     max_tokens: Optional[int] = None, speech_end_wall: Optional[float] = None) -> None:
+                     max_tokens: Optional[int] = None, speech_end_wall: Optional[float] = None,
+                     user_text: Optional[str] = None) -> Reply:
+        """Start a reply; with user_text it is a held speculation on a turn not yet confirmed."""
         audio = "audio" in (modalities or self.config.output_modalities)
         plan = ReplyPlan(messages=[], output_format=self.config.output_format, audio=audio,
                          voice=self.config.voice, speed=self.config.speed,
                          max_tokens=max_tokens or self.config.max_output_tokens or self.settings.llm.max_tokens,
                          temperature=self.settings.llm.temperature, lead_ms=self.settings.server.output_lead_ms,
                          speech_end_wall=speech_end_wall)
-        self.reply = reply = Reply(plan, self.engines.llm, self.engines.tts, self.send, self._last_id())
-        self._add_item(reply.item, announce=False)  # the reply announces its own item
-        if audio:
-            self.segments[reply.item_id] = reply.segments
+        reply = Reply(plan, self.engines.llm, self.engines.tts, self.send, self._last_id())
+        if user_text is None:
+            self.reply = reply
 
         async def run() -> None:
             if self._pending:  # a reply needs the words of every user item before it
                 await asyncio.gather(*self._pending.values(), return_exceptions=True)
             plan.messages = self._prompt(instructions)
-            try:
-                await reply.start()
-            finally:
+            if user_text is not None:  # the user's item has no transcript yet: this is a guess at it
+                plan.messages.append({"role": "user", "content": user_text})
+            if user_text is None:
+                self._adopt(reply)
+            reply.start(held=user_text is not None)
+            await reply.done.wait()
+            if reply.released_at:
                 metrics.REPLIES.labels(reply.status).inc()
-                if self.reply is reply:
-                    self.reply = None
+            if self.reply is reply:
+                self.reply = None
         self._spawn(run())
+        return reply
 
     async def _stop_reply(self, reason: str) -> None:
         reply = self.reply

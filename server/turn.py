@@ -73,11 +73,21 @@ class Reply:
                      "status": "in_progress", "content": []}
         self.task: Optional[asyncio.Task] = None
         self.cancelled_at: Optional[float] = None
+        self.released_at = 0.0
+        self._released = asyncio.Event()
         self.done = asyncio.Event()
 
     # ---- control ---------------------------------------------------------------------------------------------------
 
-    def start(self) -> asyncio.Task:
+    def release(self, previous_item_id: Optional[str] = None, speech_end_wall: Optional[float] = None) -> None:
+        """Let a held (speculative) reply speak: its events start now, after the user's item."""
+        self.previous_item_id = previous_item_id
+        self.plan.speech_end_wall = speech_end_wall
+        self._released.set()
+
+    def start(self, held: bool = False) -> asyncio.Task:
+        if not held:
+            self._released.set()
         self.task = asyncio.get_running_loop().create_task(self._run(), name=f"reply {self.id}")
         return self.task
 
@@ -103,13 +113,18 @@ class Reply:
 
     async def _run(self) -> None:
         self.created = time.perf_counter()
-        self.emit("response.created", response=self.response())
-        self.emit("response.output_item.added", response_id=self.id, output_index=0, item=self.item)
-        self.emit("conversation.item.added", previous_item_id=self.previous_item_id, item=self.item)
-        part = {"type": "audio", "transcript": ""} if self.plan.audio else {"type": "text", "text": ""}
-        self.emit("response.content_part.added", **self._ids(), part=part)
+        queue: asyncio.Queue = asyncio.Queue(maxsize=4)  # a few sentences ahead, no more
+        producer = asyncio.get_running_loop().create_task(
+            self._synthesize(queue) if self.plan.audio else self._write(queue))
         try:
-            await (self._speak() if self.plan.audio else self._write())
+            await self._released.wait()  # a speculative reply prepares in silence until the turn is confirmed
+            self.released_at = time.perf_counter()
+            self.emit("response.created", response=self.response())
+            self.emit("response.output_item.added", response_id=self.id, output_index=0, item=self.item)
+            self.emit("conversation.item.added", previous_item_id=self.previous_item_id, item=self.item)
+            part = {"type": "audio", "transcript": ""} if self.plan.audio else {"type": "text", "text": ""}
+            self.emit("response.content_part.added", **self._ids(), part=part)
+            await (self._send(queue) if self.plan.audio else self._send_text(queue))
             self.status = "completed"
         except asyncio.CancelledError:
             if self.status == "in_progress":  # cancelled from outside without cancel(): the connection went away
@@ -122,6 +137,8 @@ class Reply:
             self.status_details = {"type": "failed", "error": {"type": "server_error", "code": type(exc).__name__,
                                                                 "message": str(exc)}}
         finally:
+            producer.cancel()
+            await asyncio.gather(producer, return_exceptions=True)
             self._finish()
 
     async def _tokens(self):
@@ -133,21 +150,27 @@ class Reply:
                 first = False
             yield token
 
-    async def _write(self) -> None:
-        async for token in self._tokens():
+    async def _write(self, queue: asyncio.Queue) -> None:
+        """Text mode producer: tokens as they come."""
+        tokens = self._tokens()
+        try:
+            async for token in tokens:
+                await queue.put(token)
+            await queue.put(None)
+        except Exception as exc:  # noqa: BLE001 - handed to the sender, which ends the reply as failed
+            await queue.put(exc)
+        finally:
+            await tokens.aclose()
+
+    async def _send_text(self, queue: asyncio.Queue) -> None:
+        while (token := await queue.get()) is not None:
+            if isinstance(token, Exception):
+                raise token
             self.text += token
             self.emit("response.output_text.delta", **self._ids(), delta=token)
 
-    async def _speak(self) -> None:
-        queue: asyncio.Queue = asyncio.Queue(maxsize=4)  # a few sentences ahead, no more
-        producer = asyncio.get_running_loop().create_task(self._synthesize(queue))
-        try:
-            await self._send(queue)
-        finally:
-            producer.cancel()
-            await asyncio.gather(producer, return_exceptions=True)
-
     async def _synthesize(self, queue: asyncio.Queue) -> None:
+        """Audio mode producer: LLM tokens -> speakable chunks -> TTS, while the sender paces earlier audio out."""
         resampler: Optional[Resampler] = None
         prosody = Prosody(rate=self.plan.speed)
         tokens = self._tokens()
@@ -198,13 +221,16 @@ class Reply:
 
     def _first_audio(self) -> None:
         now = time.perf_counter()
-        metrics.TTS_FIRST_AUDIO.observe(now - self.created)
+        metrics.TTS_FIRST_AUDIO.observe(now - self.released_at)
         if self.plan.speech_end_wall is not None:
             metrics.SPEECH_END_TO_AUDIO.observe(now - self.plan.speech_end_wall)
 
     # ---- ending ----------------------------------------------------------------------------------------------------
 
     def _finish(self) -> None:
+        if not self._released.is_set():  # a speculation that was never confirmed: the client never saw it
+            self.done.set()
+            return
         text = self.heard
         if self.plan.audio:
             content = {"type": "output_audio", "transcript": text}

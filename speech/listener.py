@@ -94,13 +94,16 @@ class Listener:
             self._spawn(self._finish(utt, speech_end, self._audio(utt.start, speech_end)))
         elif utt is not None and ep.in_speech:
             if ep.silence_run_ms == 0:
-                utt.speculative = None  # speech resumed: an earlier guess is stale
+                if utt.speculative:  # speech resumed: an earlier guess is stale
+                    utt.speculative = None
+                    self.emit("resumed", {"item_id": utt.item_id})
                 if end - utt.last_partial >= self.config.partial_interval_ms * ms and not self._asr_lock.locked():
                     utt.last_partial = end
                     self._spawn(self._partial(utt, end))
             elif utt.speculative is None:
                 speech_end = end - int(ep.silence_run_ms * ms)
-                utt.speculative = (speech_end, self._spawn(self._transcribe(self._audio(utt.start, speech_end))))
+                task = self._spawn(self._speculate(utt, speech_end, self._audio(utt.start, speech_end)))
+                utt.speculative = (speech_end, task)
 
     def reconfigure(self, config: ListenerConfig, auto: bool) -> None:
         from livehost.speech.vad import Endpointer
@@ -136,6 +139,13 @@ class Listener:
     async def _transcribe(self, audio: np.ndarray):
         async with self._asr_lock:
             return await asyncio.to_thread(self.asr.transcribe, audio, self.config.language)
+
+    async def _speculate(self, utt: _Utterance, speech_end: int, audio: np.ndarray):
+        """Transcribe what was said before this silence; if the silence holds, it is the final transcript."""
+        result = await self._transcribe(audio)
+        if utt.speculative and utt.speculative[0] == speech_end and result.text.strip():
+            self.emit("speculative", {"item_id": utt.item_id, "transcript": result.text.strip()})
+        return result
 
     async def _partial(self, utt: _Utterance, end: int) -> None:
         result = await self._transcribe(self._audio(utt.start, end))

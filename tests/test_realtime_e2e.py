@@ -65,6 +65,8 @@ async def test_voice_turn_closes_the_loop(server, engines, jfk24k):
     assert "ask not what your country can do for you" in " ".join(words(final.transcript))
     done = events[-1]
     assert done.response.status == "completed"
+    # replies prepared during the phrase pauses were dropped when speech resumed, unseen by the client
+    assert kinds.count("response.created") == 1
     transcript = next(e for e in events if e.type == "response.output_audio_transcript.done").transcript
     assert len(words(transcript)) >= 2
     audio = reply_audio(events)

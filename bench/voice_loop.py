@@ -1,0 +1,174 @@
+"""End of user speech -> first reply audio, measured by a client that talks to the server like a live microphone.
+
+Real speech (jfk.flac, the English half of multilingual.mp3) is cut into phrases at its pauses. Each turn streams
+one phrase in real time (100 ms appends paced by the wall clock), then silence until the reply is done, with the
+server's default VAD. Every stage is timed from the moment the chunk holding the last voiced sample was sent.
+
+    python bench/voice_loop.py                      # starts `livehost serve` on a free port
+    python bench/voice_loop.py --url http://127.0.0.1:8000 --pid 1234
+    python bench/voice_loop.py --env LIVEHOST_VAD__SILENCE_MS=300 --label silence300 --write
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+
+import websockets
+
+from common import all_phrases, load_avg, machine, ms, rss_mib, stats, table, write_section
+from rt import CpuMeter, Events, Mic, Server, audio_seconds, metric_means
+
+STAGES = [  # (label, server event whose first arrival in the turn is timed)
+    ("endpointing: speech_stopped", "input_audio_buffer.speech_stopped"),
+    ("ASR: transcription.completed", "conversation.item.input_audio_transcription.completed"),
+    ("response.created", "response.created"),
+    ("first output_audio_transcript.delta", "response.output_audio_transcript.delta"),
+    ("**first output_audio.delta (headline)**", "response.output_audio.delta"),
+]
+SERVER_METRICS = [
+    ("livehost_endpointing_seconds", "endpointing (the configured silence, not measured)"),
+    ("livehost_asr_final_seconds", "ASR final: end-of-turn decision -> transcript (0 when speculation won)"),
+    ("livehost_llm_first_token_seconds", "LLM first token (from reply start)"),
+    ("livehost_tts_chunk_seconds", "TTS synthesis of one chunk"),
+    ("livehost_tts_first_audio_seconds", "TTS first audio sent (from reply start)"),
+    ("livehost_speech_end_to_first_audio_seconds", "speech end -> first audio (server's own estimate)"),
+]
+
+
+async def one_turn(mic: Mic, events: Events, phrase, timeout: float) -> dict:
+    events.drain()
+    marks = mic.say(phrase)
+    first: dict[str, float] = {}
+    turn = {"phrase": phrase.name, "started": 0, "status": None, "transcript": "", "reply": "", "audio_s": 0.0}
+    while True:
+        t, ev = await events.next(timeout)
+        kind = ev["type"]
+        first.setdefault(kind, t)
+        if kind == "input_audio_buffer.speech_started":
+            turn["started"] += 1
+        elif kind == "conversation.item.input_audio_transcription.completed":
+            turn["transcript"] = ev["transcript"]
+        elif kind == "response.output_audio_transcript.delta":
+            turn["reply"] += ev["delta"]
+        elif kind == "response.output_audio.delta":
+            turn["audio_s"] += audio_seconds(ev["delta"])
+        elif kind == "response.done":
+            turn["status"] = ev["response"]["status"]
+            break
+    end = await marks["end"]
+    turn["valid"] = turn["started"] == 1 and turn["status"] == "completed"
+    turn["t"] = {kind: first[kind] - end if kind in first else None for _, kind in STAGES}
+    return turn
+
+
+async def drive(server: Server, args) -> dict:
+    phrases = all_phrases()
+    out = {"turns": [], "rss_loaded": rss_mib(server.pid) if server.pid else None}
+    metrics_before = server.metrics()
+    async with websockets.connect(server.ws_url, max_size=None, subprotocols=["realtime"]) as ws:
+        events, mic = Events(ws), Mic(ws)
+        await events.until("session.created", 30)
+        mic.start()
+        cpu = CpuMeter([server.pid, __import__("os").getpid()])
+        await asyncio.sleep(1.0)  # a second of silence first, like a microphone just opened
+        for i in range(args.warmup + args.turns):
+            phrase = phrases[i % len(phrases)]
+            try:
+                turn = await one_turn(mic, events, phrase, args.timeout)
+            except asyncio.TimeoutError:
+                turn = {"phrase": phrase.name, "valid": False, "status": "timeout", "t": {}, "transcript": "",
+                        "reply": "", "audio_s": 0.0, "started": 0}
+            turn["warmup"] = i < args.warmup
+            out["turns"].append(turn)
+            head = turn["t"].get("response.output_audio.delta")
+            print(f"turn {i:2d}{' (warm-up)' if turn['warmup'] else ''} {phrase.name:10} "
+                  f"first audio {ms(head) if head is not None else '-':>5} ms  {turn['status']}  "
+                  f"heard {turn['transcript']!r} -> {turn['reply'][:70]!r}", flush=True)
+            if not turn["valid"]:
+                await asyncio.sleep(3)  # let a split turn or a stray reply settle before the next phrase
+            await asyncio.sleep(args.gap)
+        out["cpu"] = cpu.report()
+        mic.task.cancel()
+    out["rss_end"] = rss_mib(server.pid) if server.pid else None
+    out["metrics"] = metric_means(metrics_before, server.metrics())
+    return out
+
+
+def report(out: dict, args, server: Server, load_before: str) -> str:
+    turns = [t for t in out["turns"] if not t["warmup"]]
+    good = [t for t in turns if t["valid"]]
+    rows, previous = [], None
+    for label, kind in STAGES:
+        s = stats([t["t"][kind] for t in good])
+        step = stats([t["t"][kind] - t["t"][previous] for t in good
+                      if t["t"][kind] is not None and t["t"][previous] is not None]) if previous else s
+        rows.append([label, ms(s["p50"]), ms(s["p95"]), ms(s["mean"]), ms(step["p50"]), s["n"]])
+        previous = kind
+    server_rows = [[label, ms(out["metrics"][name][0]), out["metrics"][name][1]]
+                   for name, label in SERVER_METRICS if name in out["metrics"]]
+    rss = lambda r: f"{r['VmRSS']:.0f} MiB (peak {r['VmHWM']:.0f} MiB)" if r else "n/a (pass --pid)"
+    head = stats([t["t"]["response.output_audio.delta"] for t in good])
+    label = f" — {args.label}" if args.label else " — default settings"
+    lines = [
+        f"### voice_loop{label}",
+        "",
+        f"{machine()}. Load average before the run: {load_before}; after: {load_avg()}. "
+        f"During the run: {out['cpu']}.",
+        f"Server: {'started by the bench' if server.proc else server.url}"
+        + (f", models loaded in {server.load_s:.1f} s" if server.load_s else "")
+        + (f", extra environment `{' '.join(f'{k}={v}' for k, v in server.env.items())}`" if server.env else "")
+        + f". {len(turns)} measured turns ({len(good)} valid) after {args.warmup} warm-up, one session, "
+        f"phrases cycled from jfk.flac + multilingual.mp3 (English half), 100 ms appends in real time.",
+        "",
+        f"**End of user speech -> first reply audio: p50 {ms(head['p50'])} ms, p95 {ms(head['p95'])} ms** "
+        f"(target p50 <= 800 ms).",
+        "",
+        "Client side, ms from the send of the chunk holding the last voiced sample (step = p50 of the time since "
+        "the row above):",
+        "",
+        table(["stage (first event of the turn)", "p50", "p95", "mean", "step p50", "n"], rows),
+        "",
+        "Server side, /metrics histogram means over the run (ms):",
+        "",
+        table(["histogram", "mean", "count"], server_rows),
+        "",
+        f"Server RSS after the models loaded: {rss(out['rss_loaded'])}; after all turns: {rss(out['rss_end'])}.",
+        "",
+        "Per turn, first audio (ms): " + ", ".join(
+            (ms(t["t"]["response.output_audio.delta"]) if t["valid"] else f"({t['status']})") for t in turns) + ".",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--url", help="use a running server (http://HOST:PORT) instead of starting one")
+    ap.add_argument("--pid", type=int, help="with --url: the server's process id, for RSS and CPU")
+    ap.add_argument("--turns", type=int, default=24, help="measured turns (default 24)")
+    ap.add_argument("--warmup", type=int, default=1, help="turns first run and not counted (default 1)")
+    ap.add_argument("--gap", type=float, default=0.5, help="seconds of silence after a reply before the next phrase")
+    ap.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for any event before giving up")
+    ap.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
+                    help="extra environment for the started server, e.g. LIVEHOST_VAD__SILENCE_MS=300")
+    ap.add_argument("--label", help="names this configuration (and its own RESULTS.md section)")
+    ap.add_argument("--write", action="store_true", help="replace this script's section in bench/RESULTS.md")
+    ap.add_argument("--json", help="also save every turn's timings to this file")
+    args = ap.parse_args()
+    env = dict(kv.split("=", 1) for kv in args.env)
+    load_before = load_avg()
+    with Server(args.url, env, args.pid) as server:
+        out = asyncio.run(drive(server, args))
+    text = report(out, args, server, load_before)
+    print("\n" + text)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(out, f, indent=1)
+    if args.write:
+        write_section("voice_loop" + (f"-{args.label}" if args.label else ""), text)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
