@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import datetime
+import hashlib
 import os
 import re
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -154,6 +156,26 @@ def load_avg() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
+def busy_cores(window_s: float = 5.0) -> float:
+    """Cores busy on average over the next window_s seconds (all processes, from /proc/stat)."""
+    def busy() -> float:
+        f = [int(x) for x in open("/proc/stat").readline().split()[1:]]
+        return (sum(f[:8]) - f[3] - f[4]) / os.sysconf("SC_CLK_TCK")
+    b0, t0 = busy(), time.perf_counter()
+    time.sleep(window_s)
+    return (busy() - b0) / (time.perf_counter() - t0)
+
+
+def wait_for_quiet(max_cores: float, timeout_s: float = 900) -> None:
+    """Wait (at most timeout_s) until the machine's other work uses under max_cores; say how it went."""
+    started = time.perf_counter()
+    while (used := busy_cores()) >= max_cores:
+        if time.perf_counter() - started > timeout_s:
+            print(f"machine still busy ({used:.2f} cores) after {timeout_s:.0f} s; measuring anyway", flush=True)
+            return
+    print(f"machine quiet enough ({used:.2f} cores busy) after {time.perf_counter() - started:.0f} s", flush=True)
+
+
 def rss_mib(pid: int) -> dict:
     """VmRSS (now) and VmHWM (peak) of a process, in MiB."""
     out = {}
@@ -169,8 +191,11 @@ def machine() -> str:
     git = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout
     dirty = subprocess.run(["git", "status", "--porcelain", "--", ".", ":!bench"], cwd=ROOT, capture_output=True,
                            text=True).stdout.strip()
+    if dirty:  # name the uncommitted product changes by a hash of their diff, so two runs can be told apart
+        diff = subprocess.run(["git", "diff", "HEAD", "--", ".", ":!bench"], cwd=ROOT, capture_output=True).stdout
+        dirty = f" + uncommitted changes (diff {hashlib.sha1(diff).hexdigest()[:7]}, {len(dirty.splitlines())} files)"
     return (f"{datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}, {cpu.group(1).strip() if cpu else '?'}, "
-            f"{os.cpu_count()} cores, {mem:.0f} GiB RAM, commit {git.strip()}{' (+ local changes)' if dirty else ''}")
+            f"{os.cpu_count()} cores, {mem:.0f} GiB RAM, commit {git.strip()}{dirty}")
 
 
 def write_section(name: str, body: str) -> None:

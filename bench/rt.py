@@ -20,7 +20,7 @@ import numpy as np
 
 from common import RATE, ROOT, Phrase
 
-CHUNK = RATE // 10  # 100 ms per append, like a browser's audio worklet batching
+CHUNK_MS = 100  # per append by default, like a browser client batching its audio worklet's output
 
 
 class Server:
@@ -67,24 +67,25 @@ class Server:
     def ws_url(self) -> str:
         return self.url.replace("http", "ws", 1) + "/v1/realtime?model=livehost"
 
-    def metrics(self) -> dict[str, tuple[float, float]]:
-        """Every histogram's (sum, count), from /metrics."""
+    def metrics(self) -> dict[str, tuple[float, float, str]]:
+        """Every histogram's (sum, count, help text), from /metrics."""
         from prometheus_client.parser import text_string_to_metric_families
         out = {}
         for family in text_string_to_metric_families(httpx.get(self.url + "/metrics", timeout=10).text):
             if family.type == "histogram":
                 sums = {s.name: s.value for s in family.samples if s.name.endswith(("_sum", "_count"))}
-                out[family.name] = (sums.get(family.name + "_sum", 0.0), sums.get(family.name + "_count", 0.0))
+                out[family.name] = (sums.get(family.name + "_sum", 0.0), sums.get(family.name + "_count", 0.0),
+                                    family.documentation)
         return out
 
 
-def metric_means(before: dict, after: dict) -> dict[str, tuple[float, int]]:
-    """Mean and count of each histogram over what happened between two scrapes."""
+def metric_means(before: dict, after: dict) -> dict[str, tuple[float, int, str]]:
+    """Mean, count and help text of each histogram over what happened between two scrapes."""
     out = {}
-    for name, (s, c) in after.items():
-        s0, c0 = before.get(name, (0.0, 0.0))
+    for name, (s, c, doc) in after.items():
+        s0, c0, _ = before.get(name, (0.0, 0.0, ""))
         if c - c0 > 0:
-            out[name] = ((s - s0) / (c - c0), int(c - c0))
+            out[name] = ((s - s0) / (c - c0), int(c - c0), doc)
     return out
 
 
@@ -115,10 +116,10 @@ class CpuMeter:
 
 
 class Mic:
-    """A live microphone: 100 ms of PCM16 every 100 ms by the wall clock; silence when nobody talks."""
+    """A live microphone: chunk_ms of PCM16 every chunk_ms by the wall clock; silence when nobody talks."""
 
-    def __init__(self, ws):
-        self.ws = ws
+    def __init__(self, ws, chunk_ms: int = CHUNK_MS):
+        self.ws, self.chunk = ws, RATE * chunk_ms // 1000
         self.queue: deque = deque()  # (phrase, marks) to say, in order
         self.current, self.pos, self.marks = None, 0, {}
         self.task: Optional[asyncio.Task] = None
@@ -135,9 +136,9 @@ class Mic:
         if self.current is None and self.queue:
             (self.current, self.marks), self.pos = self.queue.popleft(), 0
         if self.current is None:
-            return np.zeros(CHUNK, np.int16), []
-        p, a, b = self.current, self.pos, self.pos + CHUNK
-        chunk = np.zeros(CHUNK, np.int16)
+            return np.zeros(self.chunk, np.int16), []
+        p, a, b = self.current, self.pos, self.pos + self.chunk
+        chunk = np.zeros(self.chunk, np.int16)
         chunk[: len(p.pcm[a:b])] = p.pcm[a:b]
         hit = [self.marks["onset"]] if a <= p.onset < b else []
         hit += [self.marks["end"]] if a <= p.end - 1 < b else []
@@ -157,7 +158,7 @@ class Mic:
             for fut in hit:
                 fut.set_result(now)
             k += 1
-            await asyncio.sleep(max(0.0, t0 + k * CHUNK / RATE - time.perf_counter()))
+            await asyncio.sleep(max(0.0, t0 + k * self.chunk / RATE - time.perf_counter()))
 
     def start(self) -> None:
         self.task = asyncio.get_running_loop().create_task(self.run())

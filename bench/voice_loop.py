@@ -18,7 +18,7 @@ import time
 
 import websockets
 
-from common import all_phrases, load_avg, machine, ms, rss_mib, stats, table, write_section
+from common import wait_for_quiet, all_phrases, load_avg, machine, ms, rss_mib, stats, table, write_section
 from rt import CpuMeter, Events, Mic, Server, audio_seconds, metric_means
 
 STAGES = [  # (label, server event whose first arrival in the turn is timed)
@@ -28,25 +28,23 @@ STAGES = [  # (label, server event whose first arrival in the turn is timed)
     ("first output_audio_transcript.delta", "response.output_audio_transcript.delta"),
     ("**first output_audio.delta (headline)**", "response.output_audio.delta"),
 ]
-SERVER_METRICS = [
-    ("livehost_endpointing_seconds", "endpointing (the configured silence, not measured)"),
-    ("livehost_asr_final_seconds", "ASR final: end-of-turn decision -> transcript (0 when speculation won)"),
-    ("livehost_llm_first_token_seconds", "LLM first token (from reply start)"),
-    ("livehost_tts_chunk_seconds", "TTS synthesis of one chunk"),
-    ("livehost_tts_first_audio_seconds", "TTS first audio sent (from reply start)"),
-    ("livehost_speech_end_to_first_audio_seconds", "speech end -> first audio (server's own estimate)"),
-]
+SERVER_METRICS = ["livehost_endpointing_seconds", "livehost_asr_final_seconds", "livehost_llm_first_token_seconds",
+                  "livehost_tts_chunk_seconds", "livehost_tts_first_audio_seconds",
+                  "livehost_speech_end_to_first_audio_seconds"]  # in this order, then any others
 
 
 async def one_turn(mic: Mic, events: Events, phrase, timeout: float) -> dict:
     events.drain()
     marks = mic.say(phrase)
     first: dict[str, float] = {}
-    turn = {"phrase": phrase.name, "started": 0, "status": None, "transcript": "", "reply": "", "audio_s": 0.0}
+    turn = {"phrase": phrase.name, "started": 0, "status": None, "transcript": "", "reply": "", "audio_s": 0.0,
+            "events": []}
     while True:
         t, ev = await events.next(timeout)
         kind = ev["type"]
         first.setdefault(kind, t)
+        if kind != "response.output_audio.delta":
+            turn["events"].append([round(t - marks["end"].result(), 3) if marks["end"].done() else None, kind])
         if kind == "input_audio_buffer.speech_started":
             turn["started"] += 1
         elif kind == "conversation.item.input_audio_transcription.completed":
@@ -69,7 +67,7 @@ async def drive(server: Server, args) -> dict:
     out = {"turns": [], "rss_loaded": rss_mib(server.pid) if server.pid else None}
     metrics_before = server.metrics()
     async with websockets.connect(server.ws_url, max_size=None, subprotocols=["realtime"]) as ws:
-        events, mic = Events(ws), Mic(ws)
+        events, mic = Events(ws), Mic(ws, args.chunk_ms)
         await events.until("session.created", 30)
         mic.start()
         cpu = CpuMeter([server.pid, __import__("os").getpid()])
@@ -107,8 +105,9 @@ def report(out: dict, args, server: Server, load_before: str) -> str:
                       if t["t"][kind] is not None and t["t"][previous] is not None]) if previous else s
         rows.append([label, ms(s["p50"]), ms(s["p95"]), ms(s["mean"]), ms(step["p50"]), s["n"]])
         previous = kind
-    server_rows = [[label, ms(out["metrics"][name][0]), out["metrics"][name][1]]
-                   for name, label in SERVER_METRICS if name in out["metrics"]]
+    names = [n for n in SERVER_METRICS if n in out["metrics"]] + sorted(set(out["metrics"]) - set(SERVER_METRICS))
+    server_rows = [[f"`{n}`: {out['metrics'][n][2]}", ms(out["metrics"][n][0]), out["metrics"][n][1]] for n in names
+                   if "barge" not in n]
     rss = lambda r: f"{r['VmRSS']:.0f} MiB (peak {r['VmHWM']:.0f} MiB)" if r else "n/a (pass --pid)"
     head = stats([t["t"]["response.output_audio.delta"] for t in good])
     label = f" — {args.label}" if args.label else " — default settings"
@@ -121,7 +120,7 @@ def report(out: dict, args, server: Server, load_before: str) -> str:
         + (f", models loaded in {server.load_s:.1f} s" if server.load_s else "")
         + (f", extra environment `{' '.join(f'{k}={v}' for k, v in server.env.items())}`" if server.env else "")
         + f". {len(turns)} measured turns ({len(good)} valid) after {args.warmup} warm-up, one session, "
-        f"phrases cycled from jfk.flac + multilingual.mp3 (English half), 100 ms appends in real time.",
+        f"phrases cycled from jfk.flac + multilingual.mp3 (English half), {args.chunk_ms} ms appends in real time.",
         "",
         f"**End of user speech -> first reply audio: p50 {ms(head['p50'])} ms, p95 {ms(head['p95'])} ms** "
         f"(target p50 <= 800 ms).",
@@ -151,12 +150,17 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=1, help="turns first run and not counted (default 1)")
     ap.add_argument("--gap", type=float, default=0.5, help="seconds of silence after a reply before the next phrase")
     ap.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for any event before giving up")
+    ap.add_argument("--chunk-ms", type=int, default=100, help="audio per append, sent every as many ms (default 100)")
     ap.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
                     help="extra environment for the started server, e.g. LIVEHOST_VAD__SILENCE_MS=300")
     ap.add_argument("--label", help="names this configuration (and its own RESULTS.md section)")
+    ap.add_argument("--quiet", type=float, metavar="CORES",
+                    help="first wait (up to 15 min) until the machine uses fewer than CORES cores, e.g. 0.3")
     ap.add_argument("--write", action="store_true", help="replace this script's section in bench/RESULTS.md")
     ap.add_argument("--json", help="also save every turn's timings to this file")
     args = ap.parse_args()
+    if args.quiet:
+        wait_for_quiet(args.quiet)
     env = dict(kv.split("=", 1) for kv in args.env)
     load_before = load_avg()
     with Server(args.url, env, args.pid) as server:

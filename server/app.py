@@ -15,6 +15,7 @@ from livehost.server import metrics
 from livehost.server.config import Settings
 from livehost.server.engines import Engines
 from livehost.server.realtime_ws import realtime_websocket
+from livehost.server.webrtc import create_call, hangup_call
 
 WEB_CLIENT = Path(__file__).resolve().parent.parent / "web_client"
 
@@ -25,6 +26,8 @@ def create_app(settings: Settings, engines: Optional[Engines] = None) -> FastAPI
     async def lifespan(app: FastAPI):
         app.state.loop = asyncio.get_running_loop()
         yield
+        for call in list(app.state.calls.values()):  # hang up every WebRTC call on shutdown
+            await call.close("server shutting down")
 
     app = FastAPI(title="livehost", version="0.1.0", lifespan=lifespan,
                   description="Real-time conversational virtual hosts over the OpenAI Realtime protocol.")
@@ -44,7 +47,11 @@ def create_app(settings: Settings, engines: Optional[Engines] = None) -> FastAPI
     def prometheus() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
+    app.state.calls = {}
     app.add_api_websocket_route("/v1/realtime", realtime_websocket)
+    app.add_api_route("/v1/realtime/calls", create_call, methods=["POST"], status_code=201,
+                      summary="WebRTC: POST an SDP offer, get the SDP answer")
+    app.add_api_route("/v1/realtime/calls/{call_id}/hangup", hangup_call, methods=["POST"], summary="End a WebRTC call")
     if (WEB_CLIENT / "index.html").exists():
         app.mount("/", StaticFiles(directory=WEB_CLIENT, html=True), name="web_client")
     return app

@@ -54,6 +54,16 @@ class TTSSettings(Section):
     speed: float = Field(1.0, gt=0.25, le=4)
 
 
+class WebRTCSettings(Section):
+    ice_servers: list[str] = Field(default_factory=list, description="STUN/TURN URLs, e.g. stun:stun.example.org:3478")
+    ice_username: Optional[str] = None
+    ice_credential: Optional[str] = None
+    host_addresses: list[str] = Field(default_factory=list, description="addresses offered as ICE host candidates "
+                                      "(empty: every interface); e.g. [127.0.0.1] for loopback only")
+    ice_timeout_s: float = Field(20.0, gt=0, description="a call whose ICE has not connected by then is closed")
+    max_calls: int = Field(32, ge=1)
+
+
 class ServerSettings(Section):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
@@ -77,6 +87,7 @@ class Settings(BaseSettings):
     vad: VADSettings = Field(default_factory=VADSettings)
     llm: LLMSettings = Field(default_factory=LLMSettings)
     tts: TTSSettings = Field(default_factory=TTSSettings)
+    webrtc: WebRTCSettings = Field(default_factory=WebRTCSettings)
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings):

@@ -11,6 +11,7 @@ import json
 import logging
 import time
 from collections import OrderedDict
+from dataclasses import replace
 from typing import Any, Optional
 
 import numpy as np
@@ -19,7 +20,7 @@ from livehost.server import metrics
 from livehost.server.protocol import (ProtocolError, SessionConfig, TurnDetection, apply_session_update, new_id,
                                       parse_client_event)
 from livehost.server.turn import Reply, ReplyPlan, Segment, text_until
-from livehost.speech.audio import AudioFormatError, Resampler, decode_audio, int16_to_float32
+from livehost.speech.audio import AudioFormat, AudioFormatError, Resampler, decode_audio, int16_to_float32
 from livehost.speech.listener import Listener, ListenerConfig
 
 log = logging.getLogger("livehost.session")
@@ -28,12 +29,16 @@ PROMPT_CHARS = 6000  # rough context budget for the LLM prompt
 
 
 class RealtimeSession:
-    def __init__(self, engines: Any, settings: Any, transport: str = "websocket", model: str = "livehost"):
+    def __init__(self, engines: Any, settings: Any, transport: str = "websocket", model: str = "livehost",
+                 audio_out: Optional[Any] = None, media_format: Optional[AudioFormat] = None):
         self.engines, self.settings, self.transport, self.model = engines, settings, transport, model
+        self.audio_out = audio_out  # a media transport's speaker: has write(pcm) and clear(); None sends events
         self.id = new_id("sess")
         vad, asr = settings.vad, settings.asr
+        self.media_format = media_format  # media transports fix the audio format; session.update cannot change it
         self.config = SessionConfig(
             instructions=settings.server.instructions,
+            **({"input_format": media_format, "output_format": media_format} if media_format else {}),
             language=None if asr.language == "auto" else asr.language,
             turn_detection=TurnDetection(vad.threshold, vad.prefix_padding_ms, vad.silence_ms))
         self.outbox: asyncio.Queue[dict] = asyncio.Queue()
@@ -94,6 +99,8 @@ class RealtimeSession:
     async def _on_session_update(self, event) -> None:
         old = self.config
         self.config = apply_session_update(old, event.session)
+        if self.media_format:
+            self.config = replace(self.config, input_format=self.media_format, output_format=self.media_format)
         if self.config.input_format != old.input_format:
             self._resampler = Resampler(self.config.input_format.rate, 16000)
         self.listener.reconfigure(self._listener_config(), auto=self.config.turn_detection is not None)
@@ -109,6 +116,10 @@ class RealtimeSession:
             pcm = decode_audio(data, self.config.input_format)
         except AudioFormatError as exc:
             raise ProtocolError(f"input_audio_buffer.append: {exc}", code="invalid_audio", param="audio") from None
+        await self.feed_audio(pcm)
+
+    async def feed_audio(self, pcm: np.ndarray) -> None:
+        """Input audio (int16 at the session's input rate) from any transport."""
         if not len(pcm):
             return
         await self._pace(len(pcm) / self.config.input_format.rate)
@@ -292,7 +303,8 @@ class RealtimeSession:
                          voice=self.config.voice, speed=self.config.speed,
                          max_tokens=max_tokens or self.config.max_output_tokens or self.settings.llm.max_tokens,
                          temperature=self.settings.llm.temperature, lead_ms=self.settings.server.output_lead_ms,
-                         speech_end_wall=speech_end_wall)
+                         speech_end_wall=speech_end_wall,
+                         audio_out=self.audio_out)
         reply = Reply(plan, self.engines.llm, self.engines.tts, self.send, self._last_id())
         if user_text is None:
             self.reply = reply

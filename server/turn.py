@@ -57,6 +57,7 @@ class ReplyPlan:
     temperature: float = 0.6
     lead_ms: int = 400
     speech_end_wall: Optional[float] = None  # perf_counter() when the user stopped speaking, for the latency metric
+    audio_out: Optional[Any] = None  # a media transport's speaker (WebRTC): write(pcm), clear() -> samples dropped
 
 
 class Reply:
@@ -96,6 +97,9 @@ class Reply:
         if self.status == "in_progress":
             self.status, self.status_details = "cancelled", {"type": "cancelled", "reason": reason}
             self.cancelled_at = time.perf_counter()
+            if self.plan.audio_out:  # audio queued in the media track was never heard: drop it, and un-count it
+                dropped = self.plan.audio_out.clear()
+                self.sent_ms = max(0.0, self.sent_ms - 1000 * dropped / self.plan.output_format.rate)
             if self.task and not self.task.done():
                 self.task.cancel()
 
@@ -206,8 +210,11 @@ class Reply:
                 piece = pcm[i:i + step]
                 if self.sent_ms == 0:
                     self._first_audio()
-                self.emit("response.output_audio.delta", **self._ids(),
-                          delta=base64.b64encode(encode_audio(piece, self.plan.output_format)).decode())
+                if self.plan.audio_out:
+                    self.plan.audio_out.write(piece)
+                else:
+                    self.emit("response.output_audio.delta", **self._ids(),
+                              delta=base64.b64encode(encode_audio(piece, self.plan.output_format)).decode())
                 if i == 0:
                     self.emit("response.output_audio_transcript.delta", **self._ids(),
                               delta=(" " if self.segments else "") + text)

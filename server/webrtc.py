@@ -1,0 +1,210 @@
+"""/v1/realtime/calls: OpenAI's WebRTC flow on aiortc. The page POSTs an SDP offer and gets the answer; microphone
+audio (Opus) feeds the same RealtimeSession as the WebSocket path, the voice goes back as an audio track (and the
+avatar as a video track, when one is configured), and Realtime JSON events travel on the data channel `oai-events`.
+"""
+from __future__ import annotations
+
+import asyncio
+import fractions
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import av
+import numpy as np
+from aiortc import MediaStreamTrack, RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError
+from fastapi import HTTPException, Request, Response
+
+from livehost.server.auth import key_ok
+from livehost.server.protocol import ProtocolError, new_id
+from livehost.server.session import RealtimeSession
+from livehost.speech.audio import AudioFormat
+
+log = logging.getLogger("livehost.webrtc")
+RATE = 48000  # WebRTC audio (Opus) runs at 48 kHz
+FRAME = RATE // 50  # 20 ms
+MEDIA_FORMAT = AudioFormat("audio/pcm", RATE)
+
+
+class Speaker(MediaStreamTrack):
+    """The outbound voice: reply audio written here plays out at real time, silence in between.
+
+    It is also the clock that audio and video share: `position_ms` is how much reply audio has been played.
+    """
+    kind = "audio"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._buffer = np.zeros(0, np.int16)
+        self._start: Optional[float] = None
+        self._pts = 0
+        self.played = 0  # reply samples played since the last clear
+
+    def write(self, pcm: np.ndarray) -> None:
+        self._buffer = np.concatenate([self._buffer, pcm.astype(np.int16, copy=False)])
+
+    def clear(self) -> int:
+        """Barge-in: drop what was not played yet; returns how many samples were dropped."""
+        dropped, self._buffer = len(self._buffer), np.zeros(0, np.int16)
+        return dropped
+
+    @property
+    def speaking(self) -> bool:
+        return len(self._buffer) > 0
+
+    async def recv(self) -> av.AudioFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        if self._start is None:
+            self._start = time.perf_counter()
+        wait = self._start + self._pts / RATE - time.perf_counter()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        chunk, self._buffer = self._buffer[:FRAME], self._buffer[FRAME:]
+        self.played += len(chunk)
+        if len(chunk) < FRAME:
+            chunk = np.pad(chunk, (0, FRAME - len(chunk)))
+        frame = av.AudioFrame.from_ndarray(chunk.reshape(1, -1), format="s16", layout="mono")
+        frame.sample_rate, frame.pts, frame.time_base = RATE, self._pts, fractions.Fraction(1, RATE)
+        self._pts += FRAME
+        return frame
+
+
+@dataclass
+class Call:
+    id: str
+    pc: RTCPeerConnection
+    session: RealtimeSession
+    speaker: Speaker
+    registry: dict
+    tasks: set = field(default_factory=set)
+    closed: bool = False
+
+    def spawn(self, coro) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def close(self, why: str) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.registry.pop(self.id, None)
+        log.info("call %s closed: %s", self.id, why)
+        others = [t for t in self.tasks if t is not asyncio.current_task()]
+        for task in others:
+            task.cancel()
+        await asyncio.gather(*others, return_exceptions=True)
+        await self.session.close()
+        self.speaker.stop()
+        await self.pc.close()
+
+
+def _configure_ice(settings: Any) -> RTCConfiguration:
+    w = settings.webrtc
+    if w.host_addresses:  # aioice has no option for this; livehost's setting replaces its host-address lookup
+        import aioice.ice
+        aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: list(w.host_addresses)
+    servers = [RTCIceServer(urls=url, username=w.ice_username, credential=w.ice_credential) for url in w.ice_servers]
+    return RTCConfiguration(iceServers=servers)  # an explicit list: aiortc's default would ask a public STUN server
+
+
+async def create_call(request: Request) -> Response:
+    app = request.app
+    settings, engines, calls = app.state.settings, app.state.engines, app.state.calls
+    header = request.headers.get("authorization", "")
+    if not key_ok(header[7:].strip() if header.lower().startswith("bearer ") else None, settings.server.api_keys):
+        raise HTTPException(401, "missing or invalid API key (Authorization: Bearer KEY)")
+    if len(calls) >= settings.webrtc.max_calls:
+        raise HTTPException(503, f"too many calls ({settings.webrtc.max_calls}); try again later")
+    body = (await request.body())[:200_000].decode("utf-8", "replace")
+    if not body.lstrip().startswith("v=0"):
+        raise HTTPException(400, "the body must be an SDP offer (Content-Type: application/sdp) starting with 'v=0'")
+    if "m=audio" not in body or "opus" not in body.lower():
+        raise HTTPException(400, "the offer must have an audio section with the Opus codec")
+    pc = RTCPeerConnection(_configure_ice(settings))
+    speaker = Speaker()
+    session = RealtimeSession(engines, settings, "webrtc", model=request.query_params.get("model", "livehost"),
+                              audio_out=speaker, media_format=MEDIA_FORMAT)
+    call = Call(new_id("rtc"), pc, session, speaker, calls)
+    try:
+        _wire(call)  # before the offer is applied: applying it fires the "track" event
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=body, type="offer"))
+        pc.addTrack(speaker)
+        await pc.setLocalDescription(await pc.createAnswer())
+    except HTTPException:
+        await call.close("rejected")
+        raise
+    except Exception as exc:  # aiortc raises ValueError and friends on SDP it cannot use
+        await call.close(f"bad offer: {exc}")
+        raise HTTPException(400, f"cannot use this SDP offer: {exc}") from None
+    calls[call.id] = call
+    call.spawn(_ice_deadline(call, settings.webrtc.ice_timeout_s))
+    session.start()
+    log.info("call %s created", call.id)
+    return Response(pc.localDescription.sdp, status_code=201, media_type="application/sdp",
+                    headers={"Location": f"/v1/realtime/calls/{call.id}"})
+
+
+def _wire(call: Call) -> None:
+    pc, session = call.pc, call.session
+
+    @pc.on("track")
+    def on_track(track: MediaStreamTrack) -> None:
+        if track.kind == "audio":
+            call.spawn(_pump_microphone(track, session))
+
+    @pc.on("datachannel")
+    def on_datachannel(channel) -> None:
+        if channel.label != "oai-events":
+            return
+        inbox: asyncio.Queue = asyncio.Queue()
+        channel.on("message", inbox.put_nowait)
+        call.spawn(_read_events(inbox, session))
+        call.spawn(_write_events(channel, session))
+
+    @pc.on("connectionstatechange")
+    async def on_state() -> None:
+        if pc.connectionState in ("failed", "closed"):
+            await call.close(f"connection {pc.connectionState}")
+
+
+async def _pump_microphone(track: MediaStreamTrack, session: RealtimeSession) -> None:
+    resampler = av.AudioResampler(format="s16", layout="mono", rate=RATE)
+    try:
+        while True:
+            frame = await track.recv()
+            for mono in resampler.resample(frame):
+                await session.feed_audio(mono.to_ndarray().reshape(-1))
+    except MediaStreamError:
+        return
+
+
+async def _read_events(inbox: asyncio.Queue, session: RealtimeSession) -> None:
+    while True:  # one at a time, in order, like the WebSocket reader
+        await session.handle(await inbox.get())
+
+
+async def _write_events(channel, session: RealtimeSession) -> None:
+    while channel.readyState == "connecting":
+        await asyncio.sleep(0.02)
+    while channel.readyState == "open":
+        channel.send(json.dumps(await session.outbox.get(), ensure_ascii=False))
+
+
+async def _ice_deadline(call: Call, seconds: float) -> None:
+    """A peer that never completes ICE must not hold a session forever."""
+    await asyncio.sleep(seconds)
+    if call.pc.connectionState != "connected":
+        await call.close(f"ICE did not complete within {seconds:g} s")
+
+
+async def hangup_call(call_id: str, request: Request) -> dict:
+    call = request.app.state.calls.get(call_id)
+    if call is None:
+        raise HTTPException(404, f"no call {call_id!r}")
+    await call.close("hung up by the client")
+    return {"id": call_id, "status": "closed"}

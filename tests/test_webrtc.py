@@ -1,0 +1,109 @@
+"""WebRTC in a real headless Chromium (Debian's), the fake microphone playing real speech, on loopback."""
+from __future__ import annotations
+
+import asyncio
+import shutil
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+import soundfile as sf
+
+from conftest import RunningServer, _free_port, load_speech
+
+pytestmark = pytest.mark.e2e
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--use-fake-device-for-media-stream",
+        "--use-fake-ui-for-media-stream", "--allow-loopback-in-peer-connection",
+        "--autoplay-policy=no-user-gesture-required"]
+CLIENT_JS = (Path(__file__).parent / "browser" / "webrtc_client.js").read_text()
+
+
+@pytest.fixture(scope="module")
+def rtc_server(settings, engines):
+    from livehost.server.app import create_app
+    local = settings.model_copy(update={"webrtc": settings.webrtc.model_copy(update={
+        "host_addresses": ["127.0.0.1"], "ice_timeout_s": 5.0})})
+    with RunningServer(create_app(local, engines), _free_port()) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def fake_mic(tmp_path_factory) -> Path:
+    """jfk.flac then a long silence, as the WAV Chromium's fake capture device plays (it loops the file)."""
+    speech = load_speech("jfk.flac", 48000)
+    path = tmp_path_factory.mktemp("mic") / "mic.wav"
+    sf.write(path, np.concatenate([np.zeros(48000 * 2, np.int16), speech, np.zeros(48000 * 40, np.int16)]), 48000)
+    return path
+
+
+@pytest.fixture
+async def browser_page(fake_mic):
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Debian's chromium is needed for browser tests: apt-get install chromium")
+    from playwright.async_api import async_playwright
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                          args=ARGS + [f"--use-file-for-fake-audio-capture={fake_mic}"])
+        page = await browser.new_page()
+        yield page
+        await browser.close()
+
+
+async def wait_for(page, condition: str, timeout_s: float):
+    await page.wait_for_function(condition, timeout=timeout_s * 1000, polling=100)
+
+
+async def test_voice_over_webrtc(rtc_server, browser_page):
+    page = browser_page
+    await page.goto(rtc_server.url + "/healthz")
+    await page.evaluate(CLIENT_JS)
+    update = {"type": "session.update", "session": {"type": "realtime", "audio": {"input": {
+        "turn_detection": {"type": "server_vad", "silence_duration_ms": 1500}}}}}
+    await page.evaluate("u => livehostCall('/v1/realtime/calls', u)", update)
+    await wait_for(page, "window.rtc.state === 'connected'", 20)
+    await wait_for(page, "window.rtc.events.some(e => e.type === 'response.done' && "
+                         "e.response.status === 'completed')", 90)
+    events = await page.evaluate("window.rtc.events")
+    heard = " ".join(e["transcript"] for e in events
+                     if e["type"] == "conversation.item.input_audio_transcription.completed").lower()
+    assert "ask not what your country" in heard.replace(",", "")
+    # audio goes over the media track, not as deltas on the data channel
+    assert not any(e["type"] == "response.output_audio.delta" for e in events)
+    await asyncio.sleep(0.5)
+    levels = await page.evaluate("window.rtc.levels")
+    assert max(levels) > 0.02, f"the reply was not heard in the browser (peak level {max(levels):.4f})"
+
+
+async def test_bad_sdp_and_codecs(rtc_server):
+    async with httpx.AsyncClient(base_url=rtc_server.url) as client:
+        r = await client.post("/v1/realtime/calls", content=b"hello", headers={"Content-Type": "application/sdp"})
+        assert r.status_code == 400 and "SDP offer" in r.json()["detail"]
+        no_opus = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 0\r\na=rtpmap:0 PCMU/8000\r\n"
+        r = await client.post("/v1/realtime/calls", content=no_opus, headers={"Content-Type": "application/sdp"})
+        assert r.status_code == 400 and "Opus" in r.json()["detail"]
+        broken = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=rtpmap:111 opus/48000/2\r\ngarbage\r\n"
+        r = await client.post("/v1/realtime/calls", content=broken, headers={"Content-Type": "application/sdp"})
+        assert r.status_code == 400 and "cannot use this SDP offer" in r.json()["detail"]
+        assert (await client.get("/healthz")).status_code == 200
+
+
+async def test_peer_that_never_completes_ice_is_freed(rtc_server, browser_page):
+    page = browser_page
+    await page.goto(rtc_server.url + "/healthz")
+    await page.evaluate(CLIENT_JS)
+    sdp = await page.evaluate("makeOffer()")  # a real offer, but nobody will ever answer ICE checks for it
+    async with httpx.AsyncClient(base_url=rtc_server.url) as client:
+        r = await client.post("/v1/realtime/calls", content=sdp, headers={"Content-Type": "application/sdp"})
+        assert r.status_code == 201 and r.text.startswith("v=0")
+    call_id = r.headers["location"].rsplit("/", 1)[-1]
+    calls = rtc_server.app.state.calls
+    assert call_id in calls
+    await page.close()  # the peer vanishes before connecting
+    for _ in range(100):
+        if call_id not in calls:
+            break
+        await asyncio.sleep(0.1)
+    assert call_id not in calls, "a call without ICE was kept past ice_timeout_s"
