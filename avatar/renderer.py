@@ -168,16 +168,19 @@ class SpriteAvatar:
         scale = min(W / sw, H / sh)
         nw, nh = max(1, round(sw * scale)), max(1, round(sh * scale))
         ox, oy = (W - nw) // 2, H - nh  # fit, centred, standing on the bottom edge
-        self._premul: dict[str, np.ndarray] = {}
+        self._layers: dict[str, _Layer] = {}
+        self._full: dict[str, np.ndarray] = {}  # whole-canvas copies of the layers that get tilted
         for n, a in sprites.layers.items():
             if (nw, nh) != (sw, sh):  # Pillow resamples RGBA premultiplied, so edges keep their colour
                 a = np.asarray(Image.fromarray(a, "RGBA").resize((nw, nh), Image.LANCZOS))
             full = np.zeros((H, W, 4), np.uint8)
             full[oy:oy + nh, ox:ox + nw] = _premultiply(a)
-            self._premul[n] = full
+            self._layers[n] = _Layer(full)
+            if n in ("base", "back"):
+                self._full[n] = full
         px, py = sprites.pivot if sprites.pivot is not None else (sw / 2, sh * 0.72)
         self._pivot = (ox + px * scale, oy + py * scale)
-        self._body = _Layer(self._premul["body"]) if "body" in self._premul else None
+        self._body = self._layers.get("body")
         self._k = H / 256.0  # motion amplitudes are designed at 256 px
         self.transparent = transparent
         self._bg = np.zeros((H, W, 4), np.uint8)
@@ -217,20 +220,20 @@ class SpriteAvatar:
         mode, prev_mode, mode_at = self._mode
         emotion = self._emotion_at(t_ms)
         expr = emotion
-        if emotion == "neutral" and mode in ("listening", "thinking") and f"expr_{mode}" in self._premul:
+        if emotion == "neutral" and mode in ("listening", "thinking") and f"expr_{mode}" in self._layers:
             expr = mode
         weights = self._mouth(t_ms)
         viseme = max(weights, key=weights.get)
         opening = sum(OPENNESS.get(n, 0.3) * w for n, w in weights.items())
         eyes = self._layer(f"eyes_{self._eyes(t_ms)}", expr)
         mouth = self._mouth_layer(viseme, expr)
-        overlay = f"expr_{expr}" if f"expr_{expr}" in self._premul else None
+        overlay = f"expr_{expr}" if f"expr_{expr}" in self._layers else None
         tilt = self._tilt(t_ms, mode, prev_mode, mode_at)
         dx, dy, body_dy = self._motion(t_ms, mode, opening)
 
         frame = self._bg.copy()
-        if "back" in self._premul:
-            _over(frame, self._cached(("back", tilt), lambda: self._premul["back"], tilt), dx, dy)
+        if "back" in self._layers:
+            _over(frame, self._cached(("back", tilt), lambda: self._full["back"], tilt), dx, dy)
         if self._body is not None:
             _over(frame, self._body, 0, body_dy)
         _over(frame, self._cached((eyes, mouth, overlay, tilt), lambda: self._compose(eyes, mouth, overlay), tilt),
@@ -257,11 +260,11 @@ class SpriteAvatar:
         return {"sil": 1.0}
 
     def _layer(self, name: str, expr: str) -> str:
-        return f"{name}_{expr}" if f"{name}_{expr}" in self._premul else name
+        return f"{name}_{expr}" if f"{name}_{expr}" in self._layers else name
 
     def _mouth_layer(self, viseme: str, expr: str) -> str:
         v = viseme if viseme in VISEMES else "sil"
-        while f"mouth_{v}" not in self._premul:
+        while f"mouth_{v}" not in self._layers:
             v = MOUTH_FALLBACK.get(v, "sil")
         return self._layer(f"mouth_{v}", expr)
 
@@ -273,7 +276,7 @@ class SpriteAvatar:
         at = slot * 4000 + random.Random(self.seed * 1_000_003 + slot).uniform(300, 2800)
         phase = t_ms - at
         if 0 <= phase < 150:
-            half = "half" if "eyes_half" in self._premul else "closed"
+            half = "half" if "eyes_half" in self._layers else "closed"
             return half if phase < 40 or phase >= 110 else "closed"
         return "open"
 
@@ -297,10 +300,10 @@ class SpriteAvatar:
         return round(sway), round(breath + bob + lean + nod), round(breath)
 
     def _compose(self, eyes: str, mouth: str, overlay: str | None) -> np.ndarray:
-        head = self._premul["base"].copy()
+        head = self._full["base"].copy()
         for n in (eyes, mouth, overlay):
             if n is not None:
-                _over(head, _Layer(self._premul[n]))
+                _over(head, self._layers[n])
         return head
 
     def _cached(self, key, make, tilt: int) -> _Layer:

@@ -94,11 +94,13 @@ async def drive(server: Server, args) -> dict:
         await asyncio.sleep(1.0)
         i = 0
         while len([t for t in out["trials"] if t["status"] != "too short"]) < args.trials and i < 3 * args.trials:
+            cpu.lap()
             trial = await one_trial(ws, mic, events, QUESTIONS[i % len(QUESTIONS)], phrases[i % len(phrases)], args)
+            trial["others"] = cpu.lap()
             out["trials"].append(trial)
             print(f"trial {i:2d} {trial['phrase']:10} {trial['status']} ({trial['reason']}): speech_started "
                   f"{ms(trial['started'] or float('nan'))} ms, last audio {ms(trial['last_audio'] or float('nan'))} "
-                  f"ms, response.done {ms(trial['done'] or float('nan'))} ms", flush=True)
+                  f"ms, response.done {ms(trial['done'] or float('nan'))} ms, others {trial['others']:.2f} cores", flush=True)
             i += 1
             await asyncio.sleep(args.gap)
             if len(out["trials"]) > 40 and len(out["trials"]) > 3 * args.trials:
@@ -125,6 +127,8 @@ def report(out: dict, args, server: Server, load_before: str) -> str:
                  ms(unplayed["p95"]), ms(unplayed["max"]), unplayed["n"]])
     server_stop = out["metrics"].get("livehost_barge_in_seconds")
     head = stats([t["last_audio"] for t in ok])
+    quiet = stats([t["last_audio"] for t in ok if t["others"] < args.quiet_turn])
+    others = stats([t["others"] for t in trials])
     label = f" — {args.label}" if args.label else " — default settings"
     return "\n".join([
         f"### barge_in{label}",
@@ -138,7 +142,10 @@ def report(out: dict, args, server: Server, load_before: str) -> str:
         f"{args.chunk_ms} ms appends, the user starts after {args.after:g} s of reply audio has arrived.",
         "",
         f"**User speech onset -> last reply audio byte received: p50 {ms(head['p50'])} ms, p95 {ms(head['p95'])} ms, "
-        f"max {ms(head['max'])} ms** (target <= 150 ms; includes the {96} ms of voiced audio the VAD needs).",
+        f"max {ms(head['max'])} ms** (target <= 150 ms; includes the 96 ms of voiced audio the VAD needs). "
+        f"Other jobs used {others['p50']:.2f} cores in the median trial (max {others['max']:.2f}); over the "
+        f"{quiet['n']} trials where they used < {args.quiet_turn:g} core: p50 {ms(quiet['p50'])} ms, "
+        f"p95 {ms(quiet['p95'])} ms, max {ms(quiet['max'])} ms.",
         "",
         "ms from the send of the chunk holding the phrase's first voiced sample:",
         "",
@@ -163,6 +170,8 @@ def main() -> None:
     ap.add_argument("--chunk-ms", type=int, default=100, help="audio per append, sent every as many ms (default 100)")
     ap.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
                     help="extra environment for the started server, e.g. LIVEHOST_LLM__THREADS=1")
+    ap.add_argument("--quiet-turn", type=float, default=0.25, metavar="CORES",
+                    help="also report the trials during which other jobs used fewer cores than this (default 0.25)")
     ap.add_argument("--label", help="names this configuration (and its own RESULTS.md section)")
     ap.add_argument("--quiet", type=float, metavar="CORES",
                     help="first wait (up to 15 min) until the machine uses fewer than CORES cores, e.g. 0.3")

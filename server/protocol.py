@@ -125,7 +125,9 @@ class TurnDetection:
 
 @dataclass(frozen=True)
 class SessionConfig:
-    instructions: str
+    instructions: str = ""  # empty: the character's own system prompt
+    character: str = "lumi"  # extension `session.livehost.character`
+    user_id: Optional[str] = None  # extension `session.livehost.user_id`: whose long-term memory to use
     input_format: AudioFormat = PCM24K
     output_format: AudioFormat = PCM24K
     voice: str = "default"
@@ -135,10 +137,11 @@ class SessionConfig:
     language: Optional[str] = None  # transcription language; None: the server default
     max_output_tokens: Optional[int] = None
 
-    def to_dict(self, session_id: str, model: str) -> dict:
+    def to_dict(self, session_id: str, model: str, instructions: str = "") -> dict:
         return {
             "type": "realtime", "object": "realtime.session", "id": session_id, "model": model,
-            "instructions": self.instructions, "output_modalities": list(self.output_modalities),
+            "instructions": self.instructions or instructions, "output_modalities": list(self.output_modalities),
+            "livehost": {"character": self.character, "user_id": self.user_id},
             "max_output_tokens": self.max_output_tokens or "inf",
             "audio": {
                 "input": {"format": self.input_format.to_dict(),
@@ -162,6 +165,13 @@ def apply_session_update(config: SessionConfig, patch: dict) -> SessionConfig:
     changes: dict[str, Any] = {}
     if (text := _get(patch, "instructions", str, "session")) is not None:
         changes["instructions"] = text
+    ext = _get(patch, "livehost", dict, "session") or {}
+    for key in ("character", "user_id"):
+        if (value := _get(ext, key, str, "session.livehost")) is not None:
+            if not value.strip() or len(value) > 128:
+                raise ProtocolError(f"session.livehost.{key} must be 1..128 characters", code="invalid_value",
+                                    param=f"session.livehost.{key}")
+            changes[key] = value.strip()
     if (mods := _get(patch, "output_modalities", list, "session") or _get(patch, "modalities", list, "session")):
         if not set(mods) <= {"audio", "text"}:
             raise ProtocolError("session.output_modalities may hold 'audio' or 'text'", code="invalid_value",

@@ -17,6 +17,7 @@ from typing import Any, Optional
 import numpy as np
 
 from livehost.server import metrics
+from livehost.persona.dialogue import Dialogue
 from livehost.server.protocol import (ProtocolError, SessionConfig, TurnDetection, apply_session_update, new_id,
                                       parse_client_event)
 from livehost.server.turn import Reply, ReplyPlan, Segment, text_until
@@ -25,7 +26,6 @@ from livehost.speech.listener import Listener, ListenerConfig
 
 log = logging.getLogger("livehost.session")
 MAX_ITEMS = 200  # older items leave the conversation (and the prompt) first
-PROMPT_CHARS = 6000  # rough context budget for the LLM prompt
 
 
 class RealtimeSession:
@@ -37,7 +37,7 @@ class RealtimeSession:
         vad, asr = settings.vad, settings.asr
         self.media_format = media_format  # media transports fix the audio format; session.update cannot change it
         self.config = SessionConfig(
-            instructions=settings.server.instructions,
+            character=settings.persona.character,
             **({"input_format": media_format, "output_format": media_format} if media_format else {}),
             language=None if asr.language == "auto" else asr.language,
             turn_detection=TurnDetection(vad.threshold, vad.prefix_padding_ms, vad.silence_ms))
@@ -53,6 +53,7 @@ class RealtimeSession:
         self._warned_fast = False
         self._speech_end_wall: Optional[float] = None
         self._speculation: Optional[tuple[str, str, Reply]] = None  # (item id, transcript, held reply)
+        self.dialogue = self._make_dialogue()
         self.listener = Listener(engines.vad, engines.asr, self._listener_config(), self._on_listener,
                                  lambda: new_id("item"))
         metrics.SESSIONS_ACTIVE.labels(transport).inc()
@@ -74,8 +75,17 @@ class RealtimeSession:
     def emit(self, kind: str, **fields: Any) -> None:
         self.send({"type": kind, **fields})
 
+    def _make_dialogue(self) -> Dialogue:
+        e, llm = self.engines, self.settings.llm
+        return Dialogue(e.characters.get(self.config.character), e.llm, user_id=self.config.user_id,
+                        memory=e.memory, knowledge=e.knowledge,
+                        budget_tokens=max(256, llm.context_tokens - llm.max_tokens - 400))
+
+    def _session_dict(self) -> dict:
+        return self.config.to_dict(self.id, self.model, self.dialogue.character.system_prompt())
+
     def start(self) -> None:
-        self.emit("session.created", session=self.config.to_dict(self.id, self.model))
+        self.emit("session.created", session=self._session_dict())
 
     # ---- in --------------------------------------------------------------------------------------------------------
 
@@ -98,13 +108,23 @@ class RealtimeSession:
 
     async def _on_session_update(self, event) -> None:
         old = self.config
-        self.config = apply_session_update(old, event.session)
+        config = apply_session_update(old, event.session)
         if self.media_format:
-            self.config = replace(self.config, input_format=self.media_format, output_format=self.media_format)
+            config = replace(config, input_format=self.media_format, output_format=self.media_format)
+        if (config.character, config.user_id) != (old.character, old.user_id):
+            try:
+                self.engines.characters.get(config.character)
+            except KeyError as exc:
+                raise ProtocolError(str(exc).strip("'\""), code="invalid_value",
+                                    param="session.livehost.character") from None
+            self.config = config
+            await self.dialogue.close()
+            self.dialogue = self._make_dialogue()
+        self.config = config
         if self.config.input_format != old.input_format:
             self._resampler = Resampler(self.config.input_format.rate, 16000)
         self.listener.reconfigure(self._listener_config(), auto=self.config.turn_detection is not None)
-        self.emit("session.updated", session=self.config.to_dict(self.id, self.model))
+        self.emit("session.updated", session=self._session_dict())
 
     async def _on_input_audio_buffer_append(self, event) -> None:
         try:
@@ -188,6 +208,8 @@ class RealtimeSession:
                                 code="item_not_found", param="previous_item_id")
         item.update(id=item.get("id") or new_id("item"), object="realtime.item", type="message", status="completed")
         self._add_item(item)
+        if item["role"] == "user":
+            self.dialogue.heard_user(_item_text(item))
         self.emit("conversation.item.done", item=item)
 
     async def _on_conversation_item_retrieve(self, event) -> None:
@@ -312,13 +334,19 @@ class RealtimeSession:
         async def run() -> None:
             if self._pending:  # a reply needs the words of every user item before it
                 await asyncio.gather(*self._pending.values(), return_exceptions=True)
-            plan.messages = self._prompt(instructions)
+            conversation = self._conversation()
             if user_text is not None:  # the user's item has no transcript yet: this is a guess at it
-                plan.messages.append({"role": "user", "content": user_text})
+                conversation.append({"role": "user", "content": user_text, "status": "completed"})
+            dialogue = self.dialogue
+            decided = await dialogue.plan(conversation, instructions or self.config.instructions or None)
+            plan.messages, plan.script = decided.messages, decided.script
+            plan.sources, plan.handoff, plan.dialogue = decided.sources, decided.handoff, dialogue
             if user_text is None:
                 self._adopt(reply)
+            dialogue.busy.clear()
             reply.start(held=user_text is not None)
             await reply.done.wait()
+            dialogue.busy.set()
             if reply.released_at:
                 metrics.REPLIES.labels(reply.status).inc()
             if self.reply is reply:
@@ -332,17 +360,14 @@ class RealtimeSession:
             reply.cancel(reason)
             await reply.done.wait()
 
-    def _prompt(self, instructions: Optional[str]) -> list[dict]:
-        messages, budget = [], PROMPT_CHARS
-        for item in reversed(self.items.values()):
+    def _conversation(self) -> list[dict]:
+        """The conversation as the dialogue core sees it: finished items with words in them, oldest first."""
+        out = []
+        for item in self.items.values():
             text = _item_text(item)
-            if not text or item.get("status") == "in_progress":
-                continue
-            budget -= len(text)
-            if budget < 0:
-                break
-            messages.append({"role": item["role"], "content": text})
-        return [{"role": "system", "content": instructions or self.config.instructions}, *reversed(messages)]
+            if text and item.get("status") != "in_progress":
+                out.append({"role": item["role"], "content": text, "status": item.get("status", "completed")})
+        return out
 
     # ---- items -----------------------------------------------------------------------------------------------------
 
@@ -351,6 +376,7 @@ class RealtimeSession:
                 "content": [{"type": "input_audio", "transcript": None}]}
 
     def _complete_transcript(self, item_id: str, text: str, seconds: float) -> None:
+        self.dialogue.heard_user(text)
         if item_id in self.items:
             self.items[item_id]["content"][0]["transcript"] = text
         self.emit("conversation.item.input_audio_transcription.completed", item_id=item_id, content_index=0,
@@ -390,10 +416,12 @@ class RealtimeSession:
         """The client went away: stop the reply and every task; nothing is left running."""
         if self.reply:
             self.reply.cancel("client_cancelled")
+        self._drop_speculation()
         await self.listener.close()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.dialogue.close()
         metrics.SESSIONS_ACTIVE.labels(self.transport).dec()
 
 

@@ -58,6 +58,10 @@ class ReplyPlan:
     lead_ms: int = 400
     speech_end_wall: Optional[float] = None  # perf_counter() when the user stopped speaking, for the latency metric
     audio_out: Optional[Any] = None  # a media transport's speaker (WebRTC): write(pcm), clear() -> samples dropped
+    dialogue: Optional[Any] = None  # the persona: emotion tags -> prosody and expressions
+    script: Optional[str] = None  # a fixed line to say instead of asking the LLM (a handoff)
+    sources: list = field(default_factory=list)  # knowledge chunks that ground the reply
+    handoff: Optional[str] = None  # why a human is offered, if one is
 
 
 class Reply:
@@ -74,6 +78,7 @@ class Reply:
                      "status": "in_progress", "content": []}
         self.task: Optional[asyncio.Task] = None
         self.cancelled_at: Optional[float] = None
+        self._last_emotion: Optional[str] = None
         self.released_at = 0.0
         self._released = asyncio.Event()
         self.done = asyncio.Event()
@@ -128,6 +133,10 @@ class Reply:
             self.emit("conversation.item.added", previous_item_id=self.previous_item_id, item=self.item)
             part = {"type": "audio", "transcript": ""} if self.plan.audio else {"type": "text", "text": ""}
             self.emit("response.content_part.added", **self._ids(), part=part)
+            if self.plan.sources:  # extension: what grounds this answer (customer-service mode)
+                self.emit("livehost.knowledge", response_id=self.id, item_id=self.item_id, sources=self.plan.sources)
+            if self.plan.handoff:  # extension: offer a human; the embedding page can hook this
+                self.emit("livehost.handoff", response_id=self.id, item_id=self.item_id, reason=self.plan.handoff)
             await (self._send(queue) if self.plan.audio else self._send_text(queue))
             self.status = "completed"
         except asyncio.CancelledError:
@@ -146,6 +155,9 @@ class Reply:
             self._finish()
 
     async def _tokens(self):
+        if self.plan.script is not None:
+            yield self.plan.script
+            return
         first = True
         async for token in self.llm.stream(self.plan.messages, max_tokens=self.plan.max_tokens,
                                            temperature=self.plan.temperature):
@@ -167,26 +179,37 @@ class Reply:
             await tokens.aclose()
 
     async def _send_text(self, queue: asyncio.Queue) -> None:
+        tagger = self.plan.dialogue.tagger() if self.plan.dialogue else None
         while (token := await queue.get()) is not None:
             if isinstance(token, Exception):
                 raise token
+            if tagger:  # emotion tags are never shown
+                emotion, token = tagger.feed_token(token)
+                self._emotion(emotion, 0.0)
+                if not token:
+                    continue
             self.text += token
             self.emit("response.output_text.delta", **self._ids(), delta=token)
 
     async def _synthesize(self, queue: asyncio.Queue) -> None:
         """Audio mode producer: LLM tokens -> speakable chunks -> TTS, while the sender paces earlier audio out."""
         resampler: Optional[Resampler] = None
-        prosody = Prosody(rate=self.plan.speed)
+        dialogue = self.plan.dialogue
+        tagger = dialogue.tagger() if dialogue else None
         tokens = self._tokens()
         chunks = speakable_chunks(tokens)
         try:
             async for chunk in chunks:
+                emotion, text = tagger.feed(chunk) if tagger else ("neutral", chunk)
+                if not text:  # a chunk that was only a tag
+                    continue
+                prosody = dialogue.prosody(emotion, self.plan.speed) if dialogue else Prosody(rate=self.plan.speed)
                 started = time.perf_counter()
-                pieces = await asyncio.to_thread(lambda: list(self.tts.synthesize(chunk, prosody)))
+                pieces = await asyncio.to_thread(lambda: list(self.tts.synthesize(text, prosody)))
                 metrics.TTS_CHUNK.observe(time.perf_counter() - started)
                 for piece in pieces:
                     resampler = resampler or Resampler(piece.sample_rate, self.plan.output_format.rate)
-                    await queue.put((piece.text or chunk, resampler.process(piece.audio)))
+                    await queue.put((piece.text or text, resampler.process(piece.audio), emotion))
             await queue.put(None)
         except Exception as exc:  # noqa: BLE001 - handed to the sender, which ends the reply as failed
             await queue.put(exc)
@@ -201,8 +224,9 @@ class Reply:
         while (item := await queue.get()) is not None:
             if isinstance(item, Exception):
                 raise item
-            text, pcm = item
+            text, pcm, emotion = item
             start_ms = self.sent_ms
+            self._emotion(emotion, start_ms)
             for i in range(0, len(pcm), step):
                 now = time.perf_counter()
                 if playout_end - now > self.plan.lead_ms / 1000:  # pace to real time, a small lead ahead
@@ -225,6 +249,14 @@ class Reply:
                     self.segments.append(Segment(start_ms, start_ms, text))
                 self.segments[-1].end_ms = self.sent_ms
             # a segment's end is where its audio ends; pieces of one chunk never mix with the next
+
+    def _emotion(self, emotion: str, at_ms: float) -> None:
+        """Extension event `livehost.emotion`: the feeling of what is said from audio_start_ms of this reply on."""
+        if emotion != self._last_emotion:
+            self._last_emotion = emotion
+            expression = self.plan.dialogue.expression(emotion) if self.plan.dialogue else emotion
+            self.emit("livehost.emotion", response_id=self.id, item_id=self.item_id, emotion=emotion,
+                      expression=expression, audio_start_ms=round(at_ms))
 
     def _first_audio(self) -> None:
         now = time.perf_counter()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import base64
 import json
 
@@ -216,7 +217,7 @@ async def test_llm_server_down_fails_the_reply_clearly(settings, engines):
     from livehost.persona.llm import OpenAICompatibleLLM
     from livehost.server.app import create_app
     down = OpenAICompatibleLLM(base_url=f"http://127.0.0.1:{_free_port()}/v1", model="m", timeout_s=2)
-    broken = type(engines)(vad=engines.vad, asr=engines.asr, llm=down, tts=engines.tts)
+    broken = dataclasses.replace(engines, llm=down)
     with RunningServer(create_app(settings, broken), _free_port()) as srv:
         raw = await connect(srv)
         try:

@@ -56,26 +56,37 @@ class Sheet:
         k = self.k
         return [(cx - rx) * k, (cy - ry) * k, (cx + rx) * k, (cy + ry) * k]
 
-    # -- shapes ----------------------------------------------------------------------------------------------
+    # -- shapes (a translucent colour is blended over what is there; ImageDraw alone would replace it) --------
+    def _paint(self, im, colors, fn):
+        if im.mode == "RGBA" and any(c is not None and len(c) == 4 and c[3] < 255 for c in colors):
+            tmp = self.layer()
+            fn(ImageDraw.Draw(tmp))
+            im.alpha_composite(tmp)
+        else:
+            fn(ImageDraw.Draw(im))
+
     def ellipse(self, im, cx, cy, rx, ry, fill=None, outline=None, width: float = 0):
-        ImageDraw.Draw(im).ellipse(self.box(cx, cy, rx, ry), fill=fill, outline=outline,
-                                   width=round(width * self.k))
+        self._paint(im, (fill, outline), lambda d: d.ellipse(self.box(cx, cy, rx, ry), fill=fill, outline=outline,
+                                                              width=round(width * self.k)))
 
     def rrect(self, im, x0, y0, x1, y1, r, fill=None, outline=None, width: float = 0):
         k = self.k
-        ImageDraw.Draw(im).rounded_rectangle([x0 * k, y0 * k, x1 * k, y1 * k], radius=r * k, fill=fill,
-                                             outline=outline, width=round(width * k))
+        self._paint(im, (fill, outline), lambda d: d.rounded_rectangle(
+            [x0 * k, y0 * k, x1 * k, y1 * k], radius=r * k, fill=fill, outline=outline, width=round(width * k)))
 
     def poly(self, im, pts, fill):
-        ImageDraw.Draw(im).polygon(self.pts(pts), fill=fill)
+        self._paint(im, (fill,), lambda d: d.polygon(self.pts(pts), fill=fill))
 
     def stroke(self, im, pts, color, width: float):
         """A polyline with round joints and caps."""
-        d, w = ImageDraw.Draw(im), width * self.k
+        w = width * self.k
         p = self.pts(pts)
-        d.line(p, fill=color, width=max(1, round(w)), joint="curve")
-        for x, y in (p[0], p[-1]):
-            d.ellipse([x - w / 2, y - w / 2, x + w / 2, y + w / 2], fill=color)
+
+        def fn(d):
+            d.line(p, fill=color, width=max(1, round(w)), joint="curve")
+            for x, y in (p[0], p[-1]):
+                d.ellipse([x - w / 2, y - w / 2, x + w / 2, y + w / 2], fill=color)
+        self._paint(im, (color,), fn)
 
     def taper(self, im, pts, color, w0: float, w1: float, w_mid: float | None = None):
         """A stroke whose width goes w0 -> (w_mid) -> w1: brows, lashes, hair strands."""

@@ -15,7 +15,7 @@ MOUTH_IN, MOUTH_LINE, TONGUE, TEETH = rgb("8e2f47"), rgb("6a2233"), rgb("ff8c9e"
 STAR, STAR_LINE = rgb("ffd35c"), rgb("e29a2e")
 
 EYES = {-1: (210, 262), 1: (302, 262)}  # side -> centre; -1 is the viewer's left
-MOUTH = (256, 318)
+MOUTH = (256, 315)
 
 MOUTHS = {
     "aa": Shape(21, 11, 25, 1.4, 2, 0.22, 0, 0.32),
@@ -93,7 +93,7 @@ def _base(sh: Sheet):
         sh.ellipse(im, 256 + side * 106, 262, 14, 22, fill=SKIN_SHADE)
     jaw = cbez((148, 232), (150, 300), (212, 342), (256, 346))
     th = np.linspace(np.pi, 2 * np.pi, 40)
-    face = list(zip(256 + 108 * np.cos(th), 232 + 118 * np.sin(th))) + mirror(jaw)[::-1][1:] + jaw[1:]
+    face = list(zip(256 + 108 * np.cos(th), 232 + 118 * np.sin(th))) + mirror(jaw)[1:] + jaw[::-1][1:]
     mask = sh.shape_mask(lambda m: sh.poly(m, face, 255))
     im.alpha_composite(sh.gradient(mask, SKIN, rgb("ffd9c4"), 200, 346))
     sh.stroke(im, jaw, SKIN_LINE, 2)
@@ -133,14 +133,15 @@ def _eye(sh: Sheet, side: int, look=(0, 0), iris: float = 1.0, lid=None, lower_l
     if lid is not None:  # skin over the top of the eye, down to the lid line
         lash = through((inner, cy + lid[0] + 4), (cx, (2 * cy + lid[0] + lid[1]) / 2), (outer, cy + lid[1] + 4))
         lash = lash[::-1]
-        sh.poly(ball, lash + [(outer, cy - 60), (inner, cy - 60)], SKIN)
+        sh.poly(ball, lash + [(inner, cy - 60), (outer, cy - 60)], SKIN)
     if lower_lid is not None:
         lower = through((outer, cy + ry + 6), (cx, cy + lower_lid), (inner, cy + ry + 6))
         sh.poly(ball, lower + [(inner, cy + 60), (outer, cy + 60)], SKIN)
         sh.stroke(ball, lower[4:-4], LASH, 2)
     im.alpha_composite(sh.clip(ball, white))
     sh.taper(im, lash, LASH, 6, 3, 8)
-    sh.taper(im, [(outer - side * 2, cy + 2), (outer + side * 6, cy - 4), (outer + side * 10, cy - 12)], LASH, 5, 1)
+    ox, oy = lash[0]
+    sh.taper(im, [(ox - side * 2, oy), (ox + side * 6, oy - 6), (ox + side * 10, oy - 14)], LASH, 5, 1)
     if lower_lid is None:
         sh.stroke(im, through((cx + side * 18, cy + ry - 2), (cx + side * 6, cy + ry + 2), (cx - side * 6, cy + ry + 1)),
                   rgb("6b3f4a", 150), 2)

@@ -1,0 +1,129 @@
+"""The mind of one session: who speaks (the card), what it remembers (the window and long-term memory), what it
+knows (the knowledge base), and how it feels (emotion tags -> prosody and avatar expressions).
+
+The session asks it for the LLM messages of a reply; everything slow (memory writes, summaries) stays off the
+reply's hot path.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from livehost.persona.character import Character
+from livehost.persona.emotion import EmotionTagger, prosody_for
+from livehost.persona.window import SUMMARY_INSTRUCTION, ConversationWindow
+from livehost.speech.tts import Prosody
+
+log = logging.getLogger("livehost.dialogue")
+_QUESTION = re.compile(r"[?？]|^\s*(what|when|where|which|who|whom|why|how|can|could|do|does|did|is|are|will|would|"
+                       r"should|may|have|has)\b|(吗|呢|什么|怎么|哪|几|多少|为什么|是否|能不能|可以)", re.I)
+
+
+@dataclass
+class Plan:
+    """What a reply will say: LLM messages, or a fixed line (a handoff), plus what grounds it."""
+    messages: list[dict]
+    script: Optional[str] = None
+    sources: list[dict] = field(default_factory=list)
+    handoff: Optional[str] = None  # why a human is offered: "user_asked" or "no_knowledge"
+
+
+def _context(memories: list[str], notes: list[tuple[str, str]]) -> str:
+    lines = (["Known about this user:"] + [f"- {m}" for m in memories] if memories else []) + \
+            (["Notes (cite [id] if used):"] + [f"[{i}] {t}" for i, t in notes] if notes else [])
+    return "\n" + "\n".join(lines) if lines else ""
+
+
+class Dialogue:
+    def __init__(self, character: Character, llm: Any, *, user_id: Optional[str] = None, memory: Any = None,
+                 knowledge: Any = None, budget_tokens: int = 1200, knowledge_min_score: Optional[float] = None):
+        self.character, self.llm, self.user_id = character, llm, user_id
+        self.memory = memory if character.memory.enabled and user_id else None
+        self.knowledge = knowledge if character.knowledge.sources else None
+        self.knowledge_min_score = knowledge_min_score
+        self.window = ConversationWindow(budget_tokens=budget_tokens)
+        self._writes: set[asyncio.Task] = set()
+        self.busy = asyncio.Event()  # set while a reply speaks, so summaries wait for a quiet moment
+        self.busy.set()
+
+    # ---- a reply's messages ----------------------------------------------------------------------------------------
+
+    async def plan(self, conversation: list[dict], instructions: Optional[str] = None) -> Plan:
+        """conversation: [{role, content, status}] oldest first; the last user message is what to answer."""
+        user_text = next((m["content"] for m in reversed(conversation) if m["role"] == "user"), "")
+        c = self.character
+        if user_text and c.wants_handoff(user_text):
+            return Plan([], script=c.knowledge.handoff_message, handoff="user_asked")
+        memories, notes, sources = [], [], []
+        if user_text and self.memory is not None:
+            found = await asyncio.to_thread(self.memory.search, self.user_id, user_text,
+                                            c.memory.max_memories_in_prompt)
+            memories = [m.text for m in found]
+        if user_text and self.knowledge is not None:
+            chunks = await asyncio.to_thread(self._relevant, user_text)
+            notes = [(str(ch.id), ch.text) for ch in chunks]
+            sources = [{"id": str(ch.id), "source": ch.source, "score": round(float(ch.score), 3)} for ch in chunks]
+            if not chunks and c.knowledge.answer_only_from_knowledge and _QUESTION.search(user_text):
+                return Plan([], script=c.knowledge.handoff_message, handoff="no_knowledge")
+        summary, recent = await self.window.fit(conversation, self._summarize)
+        # a client's instructions replace the persona, not what is known about the user or the notes
+        system = instructions + _context(memories, notes) if instructions else c.system_prompt(memories, notes)
+        if summary:
+            system += f"\nEarlier in this conversation: {summary}"
+        messages = [{"role": "system", "content": system}]
+        messages += [{"role": m["role"], "content": m["content"]} for m in recent if m["role"] != "system"]
+        return Plan(messages, sources=sources)
+
+    def _relevant(self, text: str) -> list:
+        if self.knowledge_min_score is None:
+            return self.knowledge.relevant(self.character.id, text)
+        return self.knowledge.relevant(self.character.id, text, min_score=self.knowledge_min_score)
+
+    async def _summarize(self, text: str) -> str:
+        await self.busy.wait()  # never make a speaking reply wait behind a summary for the one shared model
+        out = []
+        async for token in self.llm.stream([{"role": "system", "content": SUMMARY_INSTRUCTION},
+                                            {"role": "user", "content": text}], max_tokens=60, temperature=0.2):
+            out.append(token)
+        return "".join(out).strip()
+
+    # ---- what the user said ----------------------------------------------------------------------------------------
+
+    def heard_user(self, text: str) -> None:
+        """Remember facts the user states about themself, in the background: a reply never waits for it."""
+        if self.memory is None or not self.character.memory.remember_facts or not text:
+            return
+        from livehost.persona.memory import extract_facts
+        facts = extract_facts(text)
+        if not facts:
+            return
+
+        def write() -> None:
+            for fact, importance in facts:
+                self.memory.add(self.user_id, fact, kind="fact", importance=importance)
+        task = asyncio.get_running_loop().create_task(asyncio.to_thread(write))
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+
+    async def flush(self) -> None:
+        """Wait for pending memory writes (tests, shutdown)."""
+        await asyncio.gather(*self._writes, return_exceptions=True)
+
+    # ---- voice and face --------------------------------------------------------------------------------------------
+
+    def tagger(self) -> EmotionTagger:
+        return EmotionTagger(self.character.emotions)
+
+    def prosody(self, emotion: str, speed: float = 1.0) -> Prosody:
+        v = self.character.voice
+        return prosody_for(emotion, Prosody(rate=speed * v.rate, pitch=v.pitch, energy=v.energy))
+
+    def expression(self, emotion: str) -> str:
+        return self.character.avatar.expressions.get(emotion, emotion)
+
+    async def close(self) -> None:
+        self.window.close()
+        await self.flush()
