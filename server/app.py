@@ -47,6 +47,12 @@ def create_app(settings: Settings, engines: Optional[Engines] = None) -> FastAPI
     def prometheus() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
+    @app.get("/v1/characters", summary="The characters a session can pick (session.livehost.character)")
+    def characters() -> dict:
+        return {"object": "list", "data": [
+            {"id": c.id, "name": c.name, "greeting": c.greeting, "languages": c.languages, "mode": c.mode,
+             "avatar": c.avatar.asset, "emotions": c.emotions} for c in app.state.engines.characters.list()]}
+
     app.state.calls = {}
     app.add_api_websocket_route("/v1/realtime", realtime_websocket)
     app.add_api_route("/v1/realtime/calls", create_call, methods=["POST"], status_code=201,

@@ -1,0 +1,75 @@
+"""Characters through the Realtime endpoint: selection, the REST listing, emotion tags that are never spoken."""
+from __future__ import annotations
+
+import base64
+import dataclasses
+import re
+
+import httpx
+import numpy as np
+import pytest
+import soxr
+
+from conftest import RunningServer, _free_port
+from livehost.server.app import create_app
+from test_realtime_errors import connect
+
+pytestmark = pytest.mark.e2e
+
+
+class ScriptedLLM:
+    """Test double: an LLM that writes exactly the given text, token by token, tags and all."""
+
+    name = "scripted"
+
+    def __init__(self, text: str):
+        self.text = text
+
+    def warmup(self) -> None:
+        pass
+
+    async def stream(self, messages, *, max_tokens, temperature):
+        for token in re.findall(r"\S+\s*", self.text):
+            yield token
+
+
+async def test_characters_listing_and_selection(server):
+    async with httpx.AsyncClient() as client:
+        listing = (await client.get(server.url + "/v1/characters")).json()["data"]
+    assert {"lumi", "mika", "sol"} <= {c["id"] for c in listing}
+    raw = await connect(server)
+    try:
+        await raw.send({"type": "session.update", "session": {"type": "realtime", "livehost": {"character": "sol"}}})
+        session = (await raw.until("session.updated"))[-1]["session"]
+        assert session["livehost"]["character"] == "sol" and "Sol" in session["instructions"]
+        await raw.send({"type": "session.update", "session": {"livehost": {"character": "nobody"}}})
+        error = (await raw.until("error"))[-1]["error"]
+        assert error["param"] == "session.livehost.character" and "mika" in error["message"]
+    finally:
+        await raw.ws.close()
+
+
+async def test_emotion_tags_never_spoken_and_prosody_changes(settings, engines):
+    line = "The garden is green and quiet today."
+    llm = ScriptedLLM(f"[happy] {line} [sad] {line}")
+    with RunningServer(create_app(settings, dataclasses.replace(engines, llm=llm)), _free_port()) as srv:
+        raw = await connect(srv)
+        try:
+            await raw.send({"type": "conversation.item.create", "item": {"type": "message", "role": "user",
+                                                                         "content": [{"type": "input_text", "text": "Hi"}]}})
+            await raw.send({"type": "response.create"})
+            events = await raw.until("response.done")
+        finally:
+            await raw.ws.close()
+    transcript = next(e for e in events if e["type"] == "response.output_audio_transcript.done")["transcript"]
+    assert "[" not in transcript and "happy" not in transcript.lower() and "sad" not in transcript.lower()
+    emotions = [e for e in events if e["type"] == "livehost.emotion"]
+    assert [e["emotion"] for e in emotions] == ["happy", "sad"]
+    audio = np.frombuffer(b"".join(base64.b64decode(e["delta"]) for e in events
+                                   if e["type"] == "response.output_audio.delta"), np.int16)
+    heard = engines.asr.transcribe(soxr.resample(audio.astype(np.float32) / 32768, 24000, 16000)).text.lower()
+    assert "garden" in heard and "happy" not in heard and "sad" not in heard, heard
+    total_ms = len(audio) / 24
+    happy_ms = emotions[1]["audio_start_ms"] - emotions[0]["audio_start_ms"]
+    sad_ms = total_ms - emotions[1]["audio_start_ms"]
+    assert sad_ms > happy_ms * 1.1, f"the sad sentence ({sad_ms:.0f} ms) is not slower than the happy one ({happy_ms:.0f} ms)"
