@@ -7,11 +7,12 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Optional
 
-from fastapi import FastAPI, Response
+from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from livehost.server import metrics
+from livehost.server.auth import key_ok
 from livehost.server.config import Settings
 from livehost.server.engines import Engines
 from livehost.server.realtime_ws import realtime_websocket
@@ -28,10 +29,13 @@ def create_app(settings: Settings, engines: Optional[Engines] = None) -> FastAPI
         yield
         for call in list(app.state.calls.values()):  # hang up every WebRTC call on shutdown
             await call.close("server shutting down")
+        if owns_engines:
+            app.state.engines.close()
 
     app = FastAPI(title="livehost", version="0.1.0", lifespan=lifespan,
                   description="Real-time conversational virtual hosts over the OpenAI Realtime protocol.")
     app.state.settings = settings
+    owns_engines = engines is None
     app.state.engines = engines or Engines.load(settings)
     app.state.started = time.time()
 
@@ -52,6 +56,31 @@ def create_app(settings: Settings, engines: Optional[Engines] = None) -> FastAPI
         return {"object": "list", "data": [
             {"id": c.id, "name": c.name, "greeting": c.greeting, "languages": c.languages, "mode": c.mode,
              "avatar": c.avatar.asset, "emotions": c.emotions} for c in app.state.engines.characters.list()]}
+
+    def memory_store(request: Request):
+        header = request.headers.get("authorization", "")
+        if not key_ok(header[7:].strip() if header.lower().startswith("bearer ") else None, settings.server.api_keys):
+            raise HTTPException(401, "missing or invalid API key (Authorization: Bearer KEY)")
+        if app.state.engines.memory is None:
+            raise HTTPException(404, "long-term memory is off (memory.enabled: false)")
+        return app.state.engines.memory
+
+    @app.get("/v1/users/{user_id}/memories", summary="What livehost remembers about a user")
+    async def list_memories(user_id: str, request: Request) -> dict:
+        found = await asyncio.to_thread(memory_store(request).list, user_id)
+        return {"object": "list", "data": [{"id": m.id, "text": m.text, "kind": m.kind, "importance": m.importance,
+                                            "created_at": m.created_at} for m in found]}
+
+    @app.delete("/v1/users/{user_id}/memories", summary="Forget everything about a user (deleted from disk)")
+    async def erase_memories(user_id: str, request: Request) -> dict:
+        return {"deleted": await asyncio.to_thread(memory_store(request).erase, user_id)}
+
+    @app.delete("/v1/users/{user_id}/memories/{memory_id}", summary="Forget one memory (deleted from disk)")
+    async def erase_memory(user_id: str, memory_id: int, request: Request) -> dict:
+        deleted = await asyncio.to_thread(memory_store(request).erase, user_id, memory_id)
+        if not deleted:
+            raise HTTPException(404, f"user {user_id!r} has no memory {memory_id}")
+        return {"deleted": deleted}
 
     app.state.calls = {}
     app.add_api_websocket_route("/v1/realtime", realtime_websocket)

