@@ -58,10 +58,8 @@ class Dialogue:
         if user_text and c.wants_handoff(user_text):
             return Plan([], script=c.knowledge.handoff_message, handoff="user_asked")
         memories, notes, sources = [], [], []
-        if user_text and self.memory is not None:
-            found = await asyncio.to_thread(self.memory.search, self.user_id, user_text,
-                                            c.memory.max_memories_in_prompt)
-            memories = [m.text for m in found]
+        if self.memory is not None and c.memory.max_memories_in_prompt:
+            memories = await asyncio.to_thread(self._memories, user_text, c.memory.max_memories_in_prompt)
         if user_text and self.knowledge is not None:
             chunks = await asyncio.to_thread(self._relevant, user_text)
             notes = [(str(ch.id), ch.text) for ch in chunks]
@@ -76,6 +74,13 @@ class Dialogue:
         messages = [{"role": "system", "content": system}]
         messages += [{"role": m["role"], "content": m["content"]} for m in recent if m["role"] != "system"]
         return Plan(messages, sources=sources)
+
+    def _memories(self, user_text: str, limit: int) -> list[str]:
+        """The user's core facts, then what is relevant to this turn, without repeats."""
+        texts = [m.text for m in self.memory.core(self.user_id, n=min(2, limit))]
+        if user_text:
+            texts += [m.text for m in self.memory.search(self.user_id, user_text, limit) if m.text not in texts]
+        return texts[:limit]
 
     def _relevant(self, text: str) -> list:
         if self.knowledge_min_score is None:

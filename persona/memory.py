@@ -8,7 +8,6 @@ One process owns a store file (the matrices cache what it wrote); threads share 
 from __future__ import annotations
 
 import logging
-import math
 import re
 import threading
 import time
@@ -53,12 +52,15 @@ class Memory:
     similarity: float = 0.0  # raw cosine with the query
 
 
+IMPORTANCE, LAST_USED = 0, 1  # numeric columns beside each vector, so ranking is vectorised
+
+
 class _UserMemories(VectorIndex):
-    """One user's memories: the vector matrix plus the columns ranking needs, so a search reads no SQL."""
+    """One user's memories: vectors, ranking columns, and the rest of each row, so a search reads no SQL."""
 
     def __init__(self, dim: int):
-        super().__init__(dim)
-        self.rows: dict[int, list] = {}  # id -> [text, kind, importance, created_at, last_used_at]
+        super().__init__(dim, columns=2)
+        self.rows: dict[int, list] = {}  # id -> [text, kind, created_at]
 
 
 SCHEMA = """
@@ -116,21 +118,23 @@ class MemoryStore:
             if len(sims) and sims.max() > self._duplicate:
                 memory_id = int(ids[int(sims.argmax())])
                 row = index.rows[memory_id]
-                importance = max(importance, row[2])
+                importance = max(importance, index.get(memory_id, IMPORTANCE))
                 with self._db:
                     self._db.execute("UPDATE memories SET text=?, kind=?, importance=?, last_used_at=?, embedding=? "
                                      "WHERE id=? AND user_id=?",
                                      (text, kind, importance, now, vector.tobytes(), memory_id, user_id))
                 index.replace(memory_id, vector)
-                index.rows[memory_id] = [text, kind, importance, row[3], now]
+                index.set(memory_id, IMPORTANCE, importance)
+                index.set(memory_id, LAST_USED, now)
+                index.rows[memory_id] = [text, kind, row[2]]
                 return memory_id
             with self._db:
                 cursor = self._db.execute(
                     "INSERT INTO memories (user_id, text, kind, importance, created_at, last_used_at, embedding) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?)", (user_id, text, kind, importance, now, now, vector.tobytes()))
             memory_id = int(cursor.lastrowid)
-            index.append(memory_id, vector)
-            index.rows[memory_id] = [text, kind, importance, now, now]
+            index.append(memory_id, vector, (importance, now))
+            index.rows[memory_id] = [text, kind, now]
             return memory_id
 
     def erase(self, user_id: str, memory_id: int | None = None) -> int:
@@ -163,6 +167,8 @@ class MemoryStore:
 
     def search_vector(self, user_id: str, vector: np.ndarray, k: int = 5, min_score: float = 0.0,
                       now: float | None = None, touch: bool = True) -> list[Memory]:
+        if k <= 0:
+            return []
         now = time.time() if now is None else now
         with self._lock:
             index = self._index(user_id)
@@ -170,16 +176,19 @@ class MemoryStore:
             keep = np.flatnonzero(sims >= min_score)
             if not len(keep):
                 return []
-            rows = [index.rows[int(i)] for i in ids[keep]]
-        importance = np.array([r[2] for r in rows], np.float32)
-        age_days = np.maximum(0.0, now - np.array([r[4] for r in rows], np.float64)) / 86400.0
-        recency = np.power(0.5, age_days / HALF_LIFE_DAYS)
-        floor = min(min_score, 0.999)
-        relevance = (sims[keep] - floor) / (1.0 - floor)
-        score = relevance + W_RECENCY * recency + W_IMPORTANCE * importance
-        top = np.argsort(-score, kind="stable")[:k]
-        found = [Memory(int(ids[keep[i]]), user_id, rows[i][0], rows[i][1], float(rows[i][2]), float(rows[i][3]),
-                        float(rows[i][4]), float(score[i]), float(sims[keep[i]])) for i in top]
+            columns = index.columns()[keep]
+            age_days = np.maximum(0.0, now - columns[:, LAST_USED]) / 86400.0
+            floor = min(min_score, 0.999)
+            score = ((sims[keep] - floor) / (1.0 - floor) + W_RECENCY * np.power(0.5, age_days / HALF_LIFE_DAYS)
+                     + W_IMPORTANCE * columns[:, IMPORTANCE])
+            top = np.argpartition(-score, k - 1)[:k] if len(score) > k else np.arange(len(score))
+            top = top[np.argsort(-score[top], kind="stable")]
+            found = []
+            for i in top:
+                memory_id = int(ids[keep[i]])
+                text, kind, created = index.rows[memory_id]
+                found.append(Memory(memory_id, user_id, text, kind, float(columns[i, IMPORTANCE]), created,
+                                    float(columns[i, LAST_USED]), float(score[i]), float(sims[keep[i]])))
         if touch and found:
             self._touch(user_id, [m.id for m in found], time.time())
         return found
@@ -189,6 +198,14 @@ class MemoryStore:
         with self._lock:
             rows = self._db.execute("SELECT id, text, kind, importance, created_at, last_used_at FROM memories "
                                     "WHERE user_id=? ORDER BY id", (user_id,)).fetchall()
+        return [Memory(r[0], user_id, r[1], r[2], r[3], r[4], r[5]) for r in rows]
+
+    def core(self, user_id: str, n: int = 2, min_importance: float = 0.85) -> list[Memory]:
+        """The user's most important facts (their name, allergies), whatever the question: a host never forgets them."""
+        with self._lock:
+            rows = self._db.execute("SELECT id, text, kind, importance, created_at, last_used_at FROM memories "
+                                    "WHERE user_id=? AND importance>=? ORDER BY importance DESC, last_used_at DESC "
+                                    "LIMIT ?", (user_id, min_importance, n)).fetchall()
         return [Memory(r[0], user_id, r[1], r[2], r[3], r[4], r[5]) for r in rows]
 
     def count(self, user_id: str) -> int:
@@ -222,8 +239,8 @@ class MemoryStore:
         rows = self._db.execute("SELECT id, text, kind, importance, created_at, last_used_at, embedding "
                                 "FROM memories WHERE user_id=? ORDER BY id", (user_id,)).fetchall()
         if rows:
-            index.load([r[0] for r in rows], b"".join(r[6] for r in rows))
-            index.rows = {r[0]: [r[1], r[2], r[3], r[4], r[5]] for r in rows}
+            index.load([r[0] for r in rows], b"".join(r[6] for r in rows), [(r[3], r[5]) for r in rows])
+            index.rows = {r[0]: [r[1], r[2], r[4]] for r in rows}
         self._users[user_id] = index
         while len(self._users) > self._max_cached:
             self._users.popitem(last=False)
@@ -237,7 +254,7 @@ class MemoryStore:
             index = self._users.get(user_id)
             for i in ids:
                 if index is not None and i in index.rows:
-                    index.rows[i][4] = now
+                    index.set(i, LAST_USED, now)
 
 
 # ---- facts the user states about themself ---------------------------------------------------------------------
