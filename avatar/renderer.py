@@ -22,6 +22,7 @@ Sprite folders (the PNGTuber convention; every PNG the same size, RGBA, layered 
 """
 from __future__ import annotations
 
+import functools
 import json
 import random
 from collections import OrderedDict
@@ -32,15 +33,16 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from livehost.avatar.visemes import OPENNESS, VISEMES, VisemeTrack
+from livehost.avatar.visemes import OPENNESS, VISEMES, VisemeTrack, dominant
 from livehost.server.registry import Registry
 
 AVATARS: Registry = Registry("avatar")
 
 MODES = ("idle", "listening", "thinking", "speaking")
-EMOTIONS = ("neutral", "happy", "sad", "surprised", "angry", "thinking")
-_ALIASES = {"joy": "happy", "glad": "happy", "sadness": "sad", "surprise": "surprised", "anger": "angry",
-            "mad": "angry", "think": "thinking", "": "neutral", "none": "neutral"}
+# An emotion the set does not draw shows as the nearest one it does (else neutral).
+_SIMILAR = {"excited": "happy", "joy": "happy", "glad": "happy", "shy": "happy", "calm": "neutral",
+            "sadness": "sad", "surprise": "surprised", "scared": "surprised", "afraid": "surprised",
+            "anger": "angry", "mad": "angry", "disgusted": "angry", "curious": "thinking", "confused": "thinking"}
 REQUIRED = ("base", "eyes_open", "eyes_closed", "mouth_sil", "mouth_aa")
 MOUTH_FALLBACK = {"PP": "sil", "FF": "SS", "SS": "I", "I": "E", "E": "aa", "TH": "DD", "DD": "E", "nn": "DD",
                   "kk": "E", "CH": "U", "RR": "U", "U": "O", "O": "aa"}
@@ -101,23 +103,12 @@ class SpriteSet:
         pivot = tuple(meta["pivot"]) if meta.get("pivot") else None
         return cls(layers, pivot, folder.name)
 
-    def save(self, path) -> None:
-        """Write the set as a sprite folder (the convention above)."""
-        from PIL import Image
-
-        folder = Path(path)
-        folder.mkdir(parents=True, exist_ok=True)
-        for n, a in self.layers.items():
-            Image.fromarray(a, "RGBA").save(folder / f"{n}.png", optimize=True)
-        if self.pivot is not None:
-            (folder / "avatar.json").write_text(json.dumps({"pivot": [round(v, 2) for v in self.pivot]}) + "\n")
-
 
 class _Layer:
     """Premultiplied RGBA cropped to its visible box, with 255-alpha ready for blending."""
     __slots__ = ("rgba", "inv", "x", "y")
 
-    def __init__(self, premul: np.ndarray, x: int = 0, y: int = 0):
+    def __init__(self, premul: np.ndarray):
         ys, xs = np.nonzero(premul[..., 3])
         if len(ys) == 0:
             premul, y0, x0 = premul[:1, :1], 0, 0
@@ -126,7 +117,7 @@ class _Layer:
             premul = premul[y0:ys.max() + 1, x0:xs.max() + 1]
         self.rgba = np.ascontiguousarray(premul)
         self.inv = (255 - self.rgba[..., 3:4]).astype(np.uint16)
-        self.x, self.y = x + int(x0), y + int(y0)
+        self.x, self.y = int(x0), int(y0)
 
 
 def _premultiply(a: np.ndarray) -> np.ndarray:
@@ -199,8 +190,8 @@ class SpriteAvatar:
         self._tracks = tuple(sorted(keep + (track,), key=lambda t: t.start_ms))
 
     def set_emotion(self, emotion: str, at_ms: float = 0.0) -> None:
-        e = _ALIASES.get(emotion.strip().lower(), emotion.strip().lower())
-        self._emotions = tuple(sorted(self._emotions + ((float(at_ms), e),), key=lambda x: x[0]))[-64:]
+        e = (float(at_ms), emotion.strip().lower() or "neutral")
+        self._emotions = tuple(sorted(self._emotions + (e,), key=lambda x: x[0]))[-64:]
 
     def set_mode(self, mode: str, at_ms: float | None = None) -> None:
         if mode not in MODES:
@@ -219,11 +210,9 @@ class SpriteAvatar:
     def render(self, t_ms: float) -> np.ndarray:
         mode, prev_mode, mode_at = self._mode
         emotion = self._emotion_at(t_ms)
-        expr = emotion
-        if emotion == "neutral" and mode in ("listening", "thinking") and f"expr_{mode}" in self._layers:
-            expr = mode
+        expr = self._expression(emotion, mode)
         weights = self._mouth(t_ms)
-        viseme = max(weights, key=weights.get)
+        viseme = dominant(weights)
         opening = sum(OPENNESS.get(n, 0.3) * w for n, w in weights.items())
         eyes = self._layer(f"eyes_{self._eyes(t_ms)}", expr)
         mouth = self._mouth_layer(viseme, expr)
@@ -252,6 +241,18 @@ class SpriteAvatar:
                 break
             current = e
         return current
+
+    def _expression(self, emotion: str, mode: str) -> str:
+        """The emotion if the set draws it, else a similar one it draws, else neutral (a listening or thinking
+        pose while neutral)."""
+        for e in (emotion, _SIMILAR.get(emotion)):
+            if e and any(f"{kind}_{e}" in self._layers for kind in ("expr", "eyes_open", "mouth_sil")):
+                break
+        else:
+            e = "neutral"
+        if e == "neutral" and mode in ("listening", "thinking") and f"expr_{mode}" in self._layers:
+            e = mode
+        return e
 
     def _mouth(self, t_ms: float) -> dict[str, float]:
         for tr in reversed(self._tracks):  # the latest track that reaches t (its ramps included)
@@ -343,13 +344,11 @@ def sprites_avatar(folder: str, **options) -> SpriteAvatar:
     return SpriteAvatar(SpriteSet.from_folder(folder), **options)
 
 
-@AVATARS.register("lumi")
-def lumi(size: tuple[int, int] = (256, 256), **options) -> SpriteAvatar:
+def _built_in(name: str, size: tuple[int, int] = (256, 256), **options) -> SpriteAvatar:
     from livehost.avatar.assets import sprite_set
-    return SpriteAvatar(sprite_set("lumi", size), size=size, **options)
+    side = int(min(size))
+    return SpriteAvatar(sprite_set(name, (side, side)), size=size, **options)
 
 
-@AVATARS.register("pip")
-def pip(size: tuple[int, int] = (256, 256), **options) -> SpriteAvatar:
-    from livehost.avatar.assets import sprite_set
-    return SpriteAvatar(sprite_set("pip", size), size=size, **options)
+for _name in ("lumi", "pip"):  # drawn in code: livehost/avatar/assets/<name>.py
+    AVATARS.register(_name)(functools.partial(_built_in, _name))

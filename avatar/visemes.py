@@ -137,8 +137,13 @@ class VisemeTrack:
 
     # ---- building -------------------------------------------------------------------------------------------
     @classmethod
-    def from_phonemes(cls, phonemes, offset_ms: float = 0.0, duration_ms: float | None = None) -> "VisemeTrack":
-        """From (phoneme, start_s, duration_s) as in SpeechChunk.phonemes; times become offset_ms + start."""
+    def from_phonemes(cls, phonemes, offset_ms: float = 0.0, duration_ms: float | None = None,
+                      audio: np.ndarray | None = None, sample_rate: int | None = None) -> "VisemeTrack":
+        """From (phoneme, start_s, duration_s) as in SpeechChunk.phonemes; times become offset_ms + start.
+
+        With the chunk's audio, each vowel opens as wide as it is loud (relative to the chunk's loudest vowels),
+        so quiet trailing schwas stay small and stressed vowels open fully.
+        """
         items = [(str(p), offset_ms + float(s) * 1000, offset_ms + (float(s) + float(d)) * 1000)
                  for p, s, d in phonemes]
         end = offset_ms + duration_ms if duration_ms is not None else (items[-1][2] if items else offset_ms)
@@ -166,7 +171,17 @@ class VisemeTrack:
             segs.append([vis, start, e, _weight(sym, vis, stressed), sym, stressed])
         if stress_from is not None and segs:
             segs[-1][2] = max(segs[-1][2], items[-1][2])
+        if audio is not None and sample_rate:
+            _loudness_weights(segs, np.asarray(audio, np.float32).reshape(-1), sample_rate, offset_ms)
         return cls(_tidy([Viseme(v, s, e, w) for v, s, e, w, _, _ in segs]), end - offset_ms, offset_ms)
+
+    @classmethod
+    def from_chunk(cls, chunk, offset_ms: float = 0.0) -> "VisemeTrack":
+        """From a SpeechChunk: its phoneme timings (shaped by its loudness) when it has them, else its audio."""
+        if chunk.phonemes:
+            return cls.from_phonemes(chunk.phonemes, offset_ms, len(chunk.audio) * 1000.0 / chunk.sample_rate,
+                                     chunk.audio, chunk.sample_rate)
+        return cls.from_audio(chunk.audio, chunk.sample_rate, offset_ms)
 
     @classmethod
     def from_audio(cls, pcm: np.ndarray, sample_rate: int, offset_ms: float = 0.0,
@@ -239,8 +254,15 @@ class VisemeTrack:
         return float(min(1.0, sum(OPENNESS.get(n, 0.3) * w for n, w in self.at(t_ms).items())))
 
     def dominant(self, t_ms: float) -> str:
-        w = self.at(t_ms)
-        return max(w, key=w.get)
+        """The one shape to show at t_ms (a sprite renderer's choice): see `dominant`."""
+        return dominant(self.at(t_ms))
+
+
+def dominant(weights: dict[str, float], least: float = 0.35) -> str:
+    """The strongest shape other than rest, if it is at least `least` formed, else "sil". (Rest also holds
+    what a lightly formed vowel leaves, so a plain argmax would shut the mouth on unstressed vowels.)"""
+    name, w = max(((n, w) for n, w in weights.items() if n != "sil"), key=lambda x: x[1], default=("sil", 0.0))
+    return name if w >= least else "sil"
 
 
 def _weight(sym: str, vis: str, stressed: bool) -> float:
@@ -249,6 +271,20 @@ def _weight(sym: str, vis: str, stressed: bool) -> float:
     if stressed:
         return 1.0
     return 0.6 if IPA_MAPPING.normalize(sym) in _REDUCED else 0.8
+
+
+def _loudness_weights(segs: list[list], audio: np.ndarray, sr: int, offset_ms: float) -> None:
+    rms = []
+    for seg in segs:
+        a = audio[max(0, int((seg[1] - offset_ms) * sr / 1000)):int((seg[2] - offset_ms) * sr / 1000)]
+        rms.append(float(np.sqrt(np.mean(a * a))) if len(a) else 0.0)
+    loud = [r for seg, r in zip(segs, rms) if seg[0] in VOWELS]
+    if not loud:
+        return
+    ref = max(float(np.percentile(loud, 90)), 300.0)
+    for seg, r in zip(segs, rms):
+        if seg[0] in VOWELS:
+            seg[3] = float(np.clip(seg[3] * (0.3 + 0.8 * (r / ref) ** 0.8), 0.4, 1.0))  # >= 0.4: every vowel shows
 
 
 def _weights(parts) -> dict[str, float]:

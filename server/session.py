@@ -20,7 +20,7 @@ from livehost.server import metrics
 from livehost.persona.dialogue import Dialogue
 from livehost.server.protocol import (ProtocolError, SessionConfig, TurnDetection, apply_session_update, new_id,
                                       parse_client_event)
-from livehost.server.turn import Reply, ReplyPlan, Segment, text_until
+from livehost.server.turn import Reply, ReplyPlan, text_until
 from livehost.speech.audio import AudioFormat, AudioFormatError, Resampler, decode_audio, int16_to_float32
 from livehost.speech.listener import Listener, ListenerConfig
 
@@ -43,7 +43,7 @@ class RealtimeSession:
             turn_detection=TurnDetection(vad.threshold, vad.prefix_padding_ms, vad.silence_ms))
         self.outbox: asyncio.Queue[dict] = asyncio.Queue()
         self.items: OrderedDict[str, dict] = OrderedDict()
-        self.segments: dict[str, list[Segment]] = {}  # assistant audio items: what was said when
+        self.spoken: dict[str, Reply] = {}  # assistant audio items: what was said when, and how much was sent
         self.reply: Optional[Reply] = None
         self._pending: dict[str, asyncio.Task] = {}  # user items still being transcribed
         self._tasks: set[asyncio.Task] = set()
@@ -218,21 +218,21 @@ class RealtimeSession:
     async def _on_conversation_item_delete(self, event) -> None:
         self._item(event.item_id)
         del self.items[event.item_id]
-        self.segments.pop(event.item_id, None)
+        self.spoken.pop(event.item_id, None)
         self.emit("conversation.item.deleted", item_id=event.item_id)
 
     async def _on_conversation_item_truncate(self, event) -> None:
         item = self._item(event.item_id)
-        if item.get("role") != "assistant" or event.item_id not in self.segments:
+        if item.get("role") != "assistant" or event.item_id not in self.spoken:
             raise ProtocolError("only assistant audio items can be truncated", code="invalid_value", param="item_id")
         if self.reply and self.reply.item_id == event.item_id:
             await self._stop_reply("client_cancelled")
-        segments = self.segments[event.item_id]
-        spoken_ms = segments[-1].end_ms if segments else 0
+        said = self.spoken[event.item_id]
+        spoken_ms = said.sent_ms
         if event.audio_end_ms > spoken_ms + 1:
             raise ProtocolError(f"audio_end_ms {event.audio_end_ms} is past the end of the item's audio "
                                 f"({spoken_ms:.0f} ms)", code="invalid_value", param="audio_end_ms")
-        self._set_transcript(item, text_until(segments, event.audio_end_ms))
+        self._set_transcript(item, text_until(said.segments, event.audio_end_ms))
         self.emit("conversation.item.truncated", item_id=event.item_id, content_index=event.content_index,
                   audio_end_ms=event.audio_end_ms)
 
@@ -309,7 +309,7 @@ class RealtimeSession:
         """The reply's item joins the conversation (the reply announces it itself)."""
         self._add_item(reply.item, announce=False)
         if reply.plan.audio:
-            self.segments[reply.item_id] = reply.segments
+            self.spoken[reply.item_id] = reply
 
     def _drop_speculation(self) -> None:
         if self._speculation:
@@ -389,7 +389,7 @@ class RealtimeSession:
         self.items[item["id"]] = item
         while len(self.items) > MAX_ITEMS:
             old, _ = self.items.popitem(last=False)
-            self.segments.pop(old, None)
+            self.spoken.pop(old, None)
         if announce:
             self.emit("conversation.item.added", previous_item_id=previous, item=item)
 

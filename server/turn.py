@@ -242,13 +242,11 @@ class Reply:
                 if i == 0:
                     self.emit("response.output_audio_transcript.delta", **self._ids(),
                               delta=(" " if self.segments else "") + text)
+                    # the segment spans the chunk's whole audio, so a cut midway keeps only the share heard
+                    self.segments.append(Segment(start_ms, start_ms + 1000 * len(pcm) / rate, text))
                 duration = len(piece) / rate
                 playout_end = max(playout_end, time.perf_counter()) + duration
                 self.sent_ms += 1000 * duration
-                if i == 0:
-                    self.segments.append(Segment(start_ms, start_ms, text))
-                self.segments[-1].end_ms = self.sent_ms
-            # a segment's end is where its audio ends; pieces of one chunk never mix with the next
 
     def _emotion(self, emotion: str, at_ms: float) -> None:
         """Extension event `livehost.emotion`: the feeling of what is said from audio_start_ms of this reply on."""

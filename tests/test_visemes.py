@@ -122,7 +122,8 @@ def test_from_audio_silence_is_closed_and_voice_is_open():
 def piper_chunks():
     from livehost.speech.tts import TTS
     tts = TTS.create("piper")
-    return list(tts.synthesize("Hello there, how are you today? I hope the weather is nice where you are."))
+    return list(tts.synthesize("Hello there, how are you today? I hope the weather is nice where you are. "
+                               "Please remember to bring a map, some water, and a very big umbrella!"))
 
 
 def frame_rms(audio: np.ndarray, sr: int, ms: float = 40) -> np.ndarray:
@@ -131,19 +132,28 @@ def frame_rms(audio: np.ndarray, sr: int, ms: float = 40) -> np.ndarray:
     return np.sqrt(np.mean(audio[: n * hop].astype(np.float64).reshape(n, hop) ** 2, axis=1))
 
 
-def test_real_piper_mouth_follows_the_audio(piper_chunks):
+@pytest.mark.parametrize("with_audio, least", [(True, 0.5), (False, 0.45)])
+def test_real_piper_mouth_follows_the_audio(piper_chunks, with_audio, least):
+    """Piper's durations are sampled (VITS noise), so this runs on fresh timings each time; over several
+    sentences the correlation was 0.59-0.70 with the loudness-shaped vowels and 0.50-0.62 without."""
     offset, opens, rms = 0.0, [], []
     for chunk in piper_chunks:
-        track = VisemeTrack.from_phonemes(chunk.phonemes, offset_ms=offset)
+        if with_audio:
+            track = VisemeTrack.from_chunk(chunk, offset_ms=offset)
+        else:
+            track = VisemeTrack.from_phonemes(chunk.phonemes, offset_ms=offset)
         assert track.duration_ms == pytest.approx(chunk.duration_s * 1000, abs=50)
         r = frame_rms(chunk.audio, chunk.sample_rate)
-        opens += [track.mouth_open(offset + 40 * i + 20) for i in range(len(r))]
+        # the mouth's mean opening over each 40 ms frame, against that frame's RMS
+        opens += [np.mean([track.mouth_open(offset + 40 * i + k) for k in range(0, 40, 5)]) for i in range(len(r))]
         rms += list(r)
         assert track.mouth_open(offset + 5) < 0.05  # leading silence
         assert track.mouth_open(offset + track.duration_ms - 5) < 0.05  # trailing silence
         offset += chunk.duration_s * 1000
+    loud, quiet = np.array(rms) > np.percentile(rms, 75), np.array(rms) < np.percentile(rms, 10)
+    assert np.mean(np.array(opens)[loud]) > 0.4 and np.mean(np.array(opens)[quiet]) < 0.15
     corr = np.corrcoef(opens, rms)[0, 1]
-    assert corr > 0.5, corr
+    assert corr > least, corr
 
 
 def test_from_audio_on_real_speech(piper_chunks):

@@ -5,8 +5,23 @@ test of the loader (`livehost serve` with the "sprites" avatar and `folder=DIR` 
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 
 from livehost.avatar.assets import BUILT_IN, sprite_set
+from livehost.avatar.renderer import SpriteSet
+
+
+def write_folder(sprites: SpriteSet, path) -> None:
+    """Write a sprite set as a sprite folder (the convention in livehost.avatar.renderer)."""
+    from PIL import Image
+
+    folder = Path(path)
+    folder.mkdir(parents=True, exist_ok=True)
+    for n, a in sprites.layers.items():
+        Image.fromarray(a, "RGBA").save(folder / f"{n}.png", optimize=True)
+    if sprites.pivot is not None:
+        (folder / "avatar.json").write_text(json.dumps({"pivot": [round(v, 2) for v in sprites.pivot]}) + "\n")
 
 
 def main(argv=None) -> None:
@@ -16,7 +31,7 @@ def main(argv=None) -> None:
     ap.add_argument("--size", type=int, default=512, help="side of the square layers in px (default 512)")
     args = ap.parse_args(argv)
     sprites = sprite_set(args.name, (args.size, args.size))
-    sprites.save(args.folder)
+    write_folder(sprites, args.folder)
     print(f"wrote {len(sprites.layers)} layers of {args.name} ({args.size}x{args.size}) to {args.folder}")
 
 

@@ -143,8 +143,8 @@ def _eye(sh: Sheet, side: int, look=(0, 0), iris: float = 1.0, lid=None, lower_l
     ox, oy = lash[0]
     sh.taper(im, [(ox - side * 2, oy), (ox + side * 6, oy - 6), (ox + side * 10, oy - 14)], LASH, 5, 1)
     if lower_lid is None:
-        sh.stroke(im, through((cx + side * 18, cy + ry - 2), (cx + side * 6, cy + ry + 2), (cx - side * 6, cy + ry + 1)),
-                  rgb("6b3f4a", 150), 2)
+        lower = through((cx + side * 18, cy + ry - 2), (cx + side * 6, cy + ry + 2), (cx - side * 6, cy + ry + 1))
+        sh.stroke(im, lower, rgb("6b3f4a", 150), 2)
     return im
 
 
@@ -235,7 +235,7 @@ def draw(side: int) -> dict:
     sh = Sheet(side)
     layers = {"back": _back(sh), "body": _body(sh), "base": _base(sh),
               "eyes_open": _eyes(sh), "eyes_half": _eyes(sh, lid=(-4, -2)), "eyes_closed": _closed(sh),
-              "eyes_open_happy": _eyes(sh, lower_lid=14), "eyes_closed_happy": _closed(sh, happy=True),
+              "eyes_open_happy": _eyes(sh, lower_lid=2), "eyes_closed_happy": _closed(sh, happy=True),
               "eyes_open_sad": _eyes(sh, lid=(-30, -14), look=(0, 4)),
               "eyes_open_angry": _eyes(sh, lid=(-14, -28)),
               "eyes_open_surprised": _eyes(sh, iris=0.72, big=1.08),

@@ -1,7 +1,7 @@
 """Pip: a small round robot with an LED face, orange ear pods and an antenna (original art, drawn in code)."""
 from __future__ import annotations
 
-from livehost.avatar.assets._draw import Sheet, mirror, rgb, stack, through
+from livehost.avatar.assets._draw import Sheet, mirror, rgb, through
 from livehost.avatar.assets._mouth import Shape, draw_open
 
 SHELL_TOP, SHELL_BOTTOM, SHELL_LINE = rgb("f6f8fc"), rgb("c9d2e0"), rgb("8e9bb0")
