@@ -12,7 +12,7 @@ from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from livehost.server import metrics
-from livehost.server.auth import key_ok
+from livehost.server.auth import Gate
 from livehost.server.config import Settings
 from livehost.server.engines import Engines
 from livehost.server.realtime_ws import realtime_websocket
@@ -38,6 +38,8 @@ def create_app(settings: Settings, engines: Optional[Engines] = None) -> FastAPI
     owns_engines = engines is None
     app.state.engines = engines or Engines.load(settings)
     app.state.started = time.time()
+    s = settings.server
+    app.state.gate = Gate(s.api_keys, s.token_ttl_s, s.page_tokens, s.token_secret)
 
     @app.get("/healthz")
     def healthz() -> dict:
@@ -57,10 +59,21 @@ def create_app(settings: Settings, engines: Optional[Engines] = None) -> FastAPI
             {"id": c.id, "name": c.name, "greeting": c.greeting, "languages": c.languages, "mode": c.mode,
              "avatar": c.avatar.asset, "emotions": c.emotions} for c in app.state.engines.characters.list()]}
 
+    @app.post("/v1/realtime/client_secrets", summary="A short-lived client token for a browser (scope: realtime)")
+    async def client_secret(request: Request) -> dict:
+        gate: Gate = app.state.gate
+        if not gate.page_tokens:
+            gate.require(request.headers, key_only=True)
+        try:
+            body = await request.json() if await request.body() else {}
+            ttl = float((body.get("expires_after") or {}).get("seconds") or gate.token_ttl_s)
+        except (ValueError, AttributeError, TypeError):
+            raise HTTPException(400, "body must be JSON like {\"expires_after\": {\"seconds\": 600}}") from None
+        value, expires = gate.mint(ttl)
+        return {"value": value, "expires_at": expires, "session": {"type": "realtime"}}
+
     def memory_store(request: Request):
-        header = request.headers.get("authorization", "")
-        if not key_ok(header[7:].strip() if header.lower().startswith("bearer ") else None, settings.server.api_keys):
-            raise HTTPException(401, "missing or invalid API key (Authorization: Bearer KEY)")
+        app.state.gate.require(request.headers, key_only=True)  # users' memories: API keys only, never tokens
         if app.state.engines.memory is None:
             raise HTTPException(404, "long-term memory is off (memory.enabled: false)")
         return app.state.engines.memory

@@ -80,6 +80,11 @@ class ServerSettings(Section):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     api_keys: list[str] = Field(default_factory=list, description="accepted Bearer keys; empty: no auth (local use)")
+    token_ttl_s: float = Field(600, ge=10, le=86400, description="longest life of a browser client token")
+    page_tokens: bool = Field(True, description="livehost's own pages may get client tokens without an API key; "
+                              "false: only API-key holders (your backend) can mint them")
+    token_secret: Optional[str] = Field(None, description="signs client tokens; set it to keep tokens valid "
+                                        "across restarts and between several server processes")
     max_message_bytes: int = Field(1 << 20, ge=4096, description="largest WebSocket message accepted")
     max_buffer_seconds: float = Field(60.0, gt=0, description="longest uncommitted input audio kept")
     max_ahead_of_realtime_s: float = Field(5.0, gt=0, description="input audio may run this far ahead of the wall clock")

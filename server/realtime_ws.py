@@ -6,8 +6,9 @@ import json
 import logging
 
 from fastapi import WebSocket, WebSocketDisconnect
+from fastapi.responses import JSONResponse
 
-from livehost.server.auth import websocket_key_ok
+from livehost.server.auth import presented_credential
 from livehost.server.protocol import ProtocolError
 from livehost.server.session import RealtimeSession
 
@@ -16,8 +17,13 @@ log = logging.getLogger("livehost.ws")
 
 async def realtime_websocket(ws: WebSocket) -> None:
     settings, engines = ws.app.state.settings, ws.app.state.engines
-    if not websocket_key_ok(ws, settings.server.api_keys):
-        await ws.close(code=1008, reason="missing or invalid API key")
+    reason = ws.app.state.gate.why_not(presented_credential(ws.headers))
+    if reason:  # a clear 401 with the reason, where the server supports denial responses; else a policy close
+        try:
+            await ws.send_denial_response(JSONResponse({"error": {"type": "invalid_request_error",
+                                                                  "code": "unauthorized", "message": reason}}, 401))
+        except RuntimeError:
+            await ws.close(code=1008, reason=reason)
         return
     offered = [p.strip() for p in ws.headers.get("sec-websocket-protocol", "").split(",") if p.strip()]
     await ws.accept(subprotocol="realtime" if "realtime" in offered else None)

@@ -18,7 +18,6 @@ from aiortc import MediaStreamTrack, RTCConfiguration, RTCIceServer, RTCPeerConn
 from aiortc.mediastreams import MediaStreamError
 from fastapi import HTTPException, Request, Response
 
-from livehost.server.auth import key_ok
 from livehost.server.protocol import ProtocolError, new_id
 from livehost.server.session import RealtimeSession
 from livehost.speech.audio import AudioFormat
@@ -115,9 +114,7 @@ def _configure_ice(settings: Any) -> RTCConfiguration:
 async def create_call(request: Request) -> Response:
     app = request.app
     settings, engines, calls = app.state.settings, app.state.engines, app.state.calls
-    header = request.headers.get("authorization", "")
-    if not key_ok(header[7:].strip() if header.lower().startswith("bearer ") else None, settings.server.api_keys):
-        raise HTTPException(401, "missing or invalid API key (Authorization: Bearer KEY)")
+    app.state.gate.require(request.headers)
     if len(calls) >= settings.webrtc.max_calls:
         raise HTTPException(503, f"too many calls ({settings.webrtc.max_calls}); try again later")
     body = (await request.body())[:200_000].decode("utf-8", "replace")

@@ -199,3 +199,21 @@ def test_text_helpers():
         First paragraph.
 
         Second paragraph.""").encode()) == [("part 1", "First paragraph.\n\nSecond paragraph.")]
+
+
+SHIPPED = Path(__file__).resolve().parents[1] / "persona" / "characters" / "knowledge" / "pebble_and_pine"
+
+
+@pytest.mark.skipif(not SHIPPED.is_dir(), reason="no shipped knowledge")
+def test_shipped_bilingual_knowledge(tmp_path, zh_embedder):
+    """The shipped shop with the engine its bilingual characters get: English and Chinese questions both land."""
+    kb = KnowledgeBase(tmp_path / "kb.db", zh_embedder)
+    for path in sorted(SHIPPED.iterdir()):
+        kb.add_file("mika", path)
+    for question, needle in [("When is the store open?", "Tuesday"), ("Can I return a candle I lit?", "Candles"),
+                             ("How much is the oak board?", "Oak"), ("你们几点开门？", "营业"), ("运费多少钱？", "运费")]:
+        found = kb.relevant("mika", question)
+        assert found and needle in found[0].text, (question, found[:1])
+    for question in ["What's the weather on Mars?", "Who won the world cup in 1998?", "火星上的天气怎么样？"]:
+        assert kb.relevant("mika", question) == [], question
+    kb.close()

@@ -182,16 +182,37 @@ async def test_client_vanishing_mid_reply_leaks_nothing(server):
         await raw.ws.close()
 
 
-async def test_api_key_required_when_configured(settings, engines):
+async def test_api_keys_and_client_tokens(settings, engines):
+    import httpx
     from conftest import RunningServer, _free_port
     from livehost.server.app import create_app
-    secured = settings.model_copy(update={"server": settings.server.model_copy(update={"api_keys": ["s3cret"]})})
+    server_cfg = settings.server.model_copy(update={"api_keys": ["s3cret"]})
+    secured = settings.model_copy(update={"server": server_cfg})
     with RunningServer(create_app(secured, engines), _free_port()) as srv:
-        with pytest.raises(websockets.exceptions.InvalidStatus):
+        with pytest.raises(websockets.exceptions.InvalidStatus) as refused:
             await websockets.connect(srv.ws_url)
+        assert refused.value.response.status_code == 401 and b"missing" in refused.value.response.body
         ws = await websockets.connect(srv.ws_url, additional_headers={"Authorization": "Bearer s3cret"})
         assert json.loads(await ws.recv())["type"] == "session.created"
         await ws.close()
+        async with httpx.AsyncClient(base_url=srv.url) as client:
+            token = (await client.post("/v1/realtime/client_secrets")).json()["value"]  # what a page does
+            assert (await client.get("/v1/users/x/memories", headers={"Authorization": f"Bearer {token}"})
+                    ).status_code == 401, "a browser token must not read users' memories"
+            assert (await client.get("/v1/users/x/memories", headers={"Authorization": "Bearer s3cret"})
+                    ).status_code == 200
+        # browsers pass the token as a WebSocket subprotocol
+        ws = await websockets.connect(srv.ws_url, subprotocols=["realtime", f"openai-insecure-api-key.{token}"])
+        assert json.loads(await ws.recv())["type"] == "session.created"
+        await ws.close()
+        for bad in (token[:-4] + "0000", "ek_garbage.sig", "wrong-key"):
+            with pytest.raises(websockets.exceptions.InvalidStatus) as refused:
+                await websockets.connect(srv.ws_url, additional_headers={"Authorization": f"Bearer {bad}"})
+            assert refused.value.response.status_code == 401
+        expired, _ = srv.app.state.gate.mint(ttl_s=-1)
+        with pytest.raises(websockets.exceptions.InvalidStatus) as refused:
+            await websockets.connect(srv.ws_url, additional_headers={"Authorization": f"Bearer {expired}"})
+        assert b"expired" in refused.value.response.body
 
 
 async def test_health_and_metrics(server):
