@@ -96,15 +96,16 @@ class Character(_Part):
         """The card file it was loaded from (None when built in code)."""
         return self._source
 
-    def _resolve(self, rel: str) -> Path:
+    def resolve(self, rel: str) -> Path:
+        """A path from the card, relative to the card's folder."""
         p = Path(rel).expanduser()
         return p if p.is_absolute() or self._source is None else self._source.parent / p
 
     def knowledge_paths(self) -> list[Path]:
-        return [self._resolve(s) for s in self.knowledge.sources]
+        return [self.resolve(s) for s in self.knowledge.sources]
 
     def voice_path(self) -> Optional[Path]:
-        return self._resolve(self.voice.voice) if self.voice.voice else None
+        return self.resolve(self.voice.voice) if self.voice.voice else None
 
     def wants_handoff(self, user_text: str) -> bool:
         """Customer service: the user asked for a person (one of customer_service.handoff_on, any case)."""

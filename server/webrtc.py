@@ -14,11 +14,13 @@ from typing import Any, Optional
 
 import av
 import numpy as np
-from aiortc import MediaStreamTrack, RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
+from aiortc import (MediaStreamTrack, RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription,
+                    VideoStreamTrack)
 from aiortc.mediastreams import MediaStreamError
 from fastapi import HTTPException, Request, Response
 
-from livehost.server.protocol import ProtocolError, new_id
+from livehost.avatar.stage import AvatarStage
+from livehost.server.protocol import new_id
 from livehost.server.session import RealtimeSession
 from livehost.speech.audio import AudioFormat
 
@@ -51,8 +53,9 @@ class Speaker(MediaStreamTrack):
         return dropped
 
     @property
-    def speaking(self) -> bool:
-        return len(self._buffer) > 0
+    def clock_ms(self) -> float:
+        """Audio played so far on this track: the clock the avatar video renders by."""
+        return 1000 * self._pts / RATE
 
     async def recv(self) -> av.AudioFrame:
         if self.readyState != "live":
@@ -69,6 +72,20 @@ class Speaker(MediaStreamTrack):
         frame = av.AudioFrame.from_ndarray(chunk.reshape(1, -1), format="s16", layout="mono")
         frame.sample_rate, frame.pts, frame.time_base = RATE, self._pts, fractions.Fraction(1, RATE)
         self._pts += FRAME
+        return frame
+
+
+class AvatarVideo(VideoStreamTrack):
+    """The face, drawn for each video frame at the voice's own clock: lips follow what is heard."""
+
+    def __init__(self, stage: AvatarStage):
+        super().__init__()
+        self.stage = stage
+
+    async def recv(self) -> av.VideoFrame:
+        pts, time_base = await self.next_timestamp()
+        frame = av.VideoFrame.from_ndarray(self.stage.frame(), format="rgba")
+        frame.pts, frame.time_base = pts, time_base
         return frame
 
 
@@ -131,6 +148,11 @@ async def create_call(request: Request) -> Response:
         _wire(call)  # before the offer is applied: applying it fires the "track" event
         await pc.setRemoteDescription(RTCSessionDescription(sdp=body, type="offer"))
         pc.addTrack(speaker)
+        if "m=video" in body:  # the page asked for video: the avatar, on the voice's clock
+            session.avatar = AvatarStage.for_character(session.dialogue.character, lambda: speaker.clock_ms,
+                                                       size=settings.avatar.size,
+                                                       idle_motion=settings.avatar.idle_motion)
+            pc.addTrack(AvatarVideo(session.avatar))
         await pc.setLocalDescription(await pc.createAnswer())
     except HTTPException:
         await call.close("rejected")

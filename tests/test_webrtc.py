@@ -24,8 +24,9 @@ CLIENT_JS = (Path(__file__).parent / "browser" / "webrtc_client.js").read_text()
 @pytest.fixture(scope="module")
 def rtc_server(settings, engines):
     from livehost.server.app import create_app
-    local = settings.model_copy(update={"webrtc": settings.webrtc.model_copy(update={
-        "host_addresses": ["127.0.0.1"], "ice_timeout_s": 5.0})})
+    local = settings.model_copy(update={
+        "webrtc": settings.webrtc.model_copy(update={"host_addresses": ["127.0.0.1"], "ice_timeout_s": 5.0}),
+        "avatar": settings.avatar.model_copy(update={"idle_motion": False})})  # at rest only blinks move
     with RunningServer(create_app(local, engines), _free_port()) as srv:
         yield srv
 
@@ -62,7 +63,7 @@ async def test_voice_over_webrtc(rtc_server, browser_page):
     await page.evaluate(CLIENT_JS)
     update = {"type": "session.update", "session": {"type": "realtime", "audio": {"input": {
         "turn_detection": {"type": "server_vad", "silence_duration_ms": 1500}}}}}
-    await page.evaluate("u => livehostCall('/v1/realtime/calls', u)", update)
+    await page.evaluate("u => livehostCall('/v1/realtime/calls', u, true)", update)
     await wait_for(page, "window.rtc.state === 'connected'", 20)
     await wait_for(page, "window.rtc.events.some(e => e.type === 'response.done' && "
                          "e.response.status === 'completed')", 90)
@@ -75,6 +76,36 @@ async def test_voice_over_webrtc(rtc_server, browser_page):
     await asyncio.sleep(0.5)
     levels = await page.evaluate("window.rtc.levels")
     assert max(levels) > 0.02, f"the reply was not heard in the browser (peak level {max(levels):.4f})"
+    await asyncio.sleep(2.0)  # some silence after the reply
+    frames = await page.evaluate("window.rtc.frames")
+    assert frames and frames[-1]["w"] == 256, "no avatar video arrived"
+    talking = [f["diff"] for f in frames if f["level"] > 0.02]
+    quiet = [f["diff"] for f in frames[-20:] if f["level"] < 0.005]
+    assert len(talking) >= 10 and len(quiet) >= 10
+    moving = np.mean([d > 0.1 for d in talking])  # codec noise stays under 0.05; a mouth change is over 0.2
+    resting = np.mean([d > 0.1 for d in quiet])  # only blinks
+    await page.screenshot(path=str(Path(__file__).parent / "artifacts" / "webrtc_avatar.png"))
+    assert moving > 0.4 and resting < 0.25, f"frames changing: {moving:.2f} while speaking, {resting:.2f} at rest"
+
+
+async def test_barge_in_over_webrtc_stops_audio_and_video(rtc_server, browser_page):
+    """The fake microphone speaks again while a reply plays: voice and mouth stop together."""
+    page = browser_page
+    await page.goto(rtc_server.url + "/healthz")
+    await page.evaluate(CLIENT_JS)
+    await page.evaluate("livehostCall('/v1/realtime/calls', null, true)")
+    await wait_for(page, "window.rtc.dc && window.rtc.dc.readyState === 'open'", 20)
+    # a long reply, asked by text while the microphone is still silent (2 s lead-in, then JFK speaks)
+    await page.evaluate("""window.rtc.dc.send(JSON.stringify({type: 'conversation.item.create', item: {type: 'message',
+        role: 'user', content: [{type: 'input_text', text: 'Tell me a long story about the sea and a lighthouse.'}]}}));
+        window.rtc.dc.send(JSON.stringify({type: 'response.create', response: {max_output_tokens: 300}}));""")
+    await wait_for(page, "window.rtc.events.some(e => e.type === 'input_audio_buffer.speech_started')", 30)
+    await wait_for(page, "window.rtc.events.some(e => e.type === 'response.done')", 30)
+    done = next(e for e in await page.evaluate("window.rtc.events") if e["type"] == "response.done")
+    assert done["response"]["status"] == "cancelled" and done["response"]["status_details"]["reason"] == "turn_detected"
+    await asyncio.sleep(1.0)
+    levels = await page.evaluate("window.rtc.levels.slice(-10)")
+    assert max(levels) < 0.01, f"the voice went on after the barge-in: {levels}"
 
 
 async def test_bad_sdp_and_codecs(rtc_server):

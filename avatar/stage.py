@@ -1,0 +1,48 @@
+"""One session's avatar on one clock. Replies speak on their own timeline (ms of reply audio); the stage maps it
+onto the media clock that the voice plays on, so lips follow the exact phoneme timings of what is heard.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+
+from livehost.avatar.renderer import AVATARS
+from livehost.avatar.visemes import VisemeTrack
+
+
+class AvatarStage:
+    def __init__(self, renderer: Any, clock: Callable[[], float]):
+        self.renderer, self.clock = renderer, clock  # clock(): ms of audio played so far on this session's voice
+        self._offset = 0.0
+
+    @classmethod
+    def for_character(cls, character: Any, clock: Callable[[], float], size: int = 256, **options: Any) -> "AvatarStage":
+        """options: SpriteAvatar's (transparent, background, idle_motion, blink, seed)."""
+        a = character.avatar
+        if a.kind == "sprites":
+            renderer = AVATARS.create("sprites", folder=str(character.resolve(a.asset)), size=(size, size), **options)
+        else:
+            renderer = AVATARS.create(a.asset, size=(size, size), **options)
+        return cls(renderer, clock)
+
+    def begin(self, starts_in_ms: float = 0.0) -> None:
+        """A reply's first audio is about to be queued: its ms 0 plays starts_in_ms from now on the clock."""
+        self._offset = self.clock() + starts_in_ms
+        self.renderer.set_mode("speaking", at_ms=self._offset)
+
+    def push(self, track: VisemeTrack) -> None:
+        self.renderer.push(track.shifted(self._offset))
+
+    def emotion(self, expression: str, at_reply_ms: float) -> None:
+        self.renderer.set_emotion(expression, self._offset + at_reply_ms)
+
+    def mode(self, mode: str) -> None:
+        self.renderer.set_mode(mode, at_ms=self.clock())
+
+    def clear(self) -> None:
+        """Barge-in: every queued mouth shape goes, the face listens at once."""
+        self.renderer.clear()
+
+    def frame(self) -> np.ndarray:
+        return self.renderer.render(self.clock())
