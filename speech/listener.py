@@ -34,6 +34,7 @@ class ListenerConfig:
 class _Utterance:
     item_id: str
     start: int  # sample index (session clock) where the item's audio begins (prefix padding included)
+    voice_end: int = 0  # sample index where the last voiced frame ended
     last_partial: int = 0
     partial_text: str = ""
     speculative: Optional[tuple[int, asyncio.Task]] = None  # (end sample, transcription task)
@@ -84,16 +85,17 @@ class Listener:
         event = ep.update(prob)
         if event == "start":
             start = max(self._buffer_start, end - int((ep.start_lag_ms + self.config.prefix_padding_ms) * ms))
-            self._utterance = utt = _Utterance(self.make_id(), start, last_partial=end)
+            self._utterance = utt = _Utterance(self.make_id(), start, voice_end=end, last_partial=end)
             utt.timings["onset_wall"] = time.perf_counter()
             self.emit("speech_started", {"item_id": utt.item_id, "audio_start_ms": start // ms})
         elif event == "stop" and utt is not None:
-            speech_end = end - int(ep.silence_run_ms * ms) if ep.silence_run_ms else end - int(self.config.silence_ms * ms)
+            speech_end = utt.voice_end  # the same end the speculation used, so its transcript can be the final one
             self._utterance = None
             self.emit("speech_stopped", {"item_id": utt.item_id, "audio_end_ms": speech_end // ms})
             self._spawn(self._finish(utt, speech_end, self._audio(utt.start, speech_end)))
         elif utt is not None and ep.in_speech:
             if ep.silence_run_ms == 0:
+                utt.voice_end = end
                 if utt.speculative:  # speech resumed: an earlier guess is stale
                     utt.speculative = None
                     self.emit("resumed", {"item_id": utt.item_id})
@@ -101,7 +103,7 @@ class Listener:
                     utt.last_partial = end
                     self._spawn(self._partial(utt, end))
             elif utt.speculative is None:
-                speech_end = end - int(ep.silence_run_ms * ms)
+                speech_end = utt.voice_end
                 task = self._spawn(self._speculate(utt, speech_end, self._audio(utt.start, speech_end)))
                 utt.speculative = (speech_end, task)
 
