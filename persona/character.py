@@ -116,6 +116,11 @@ class Character(_Part):
     def system_prompt(self, memories: Sequence[str] = (), knowledge: Sequence[tuple[str, str]] = (),
                       user_name: Optional[str] = None) -> str:
         """Short and concrete on purpose: the default LLM has 135M parameters and follows few instructions."""
+        context = self.context_prompt(memories, knowledge)
+        return self.persona_prompt(user_name) + ("\n" + context if context else "")
+
+    def persona_prompt(self, user_name: Optional[str] = None) -> str:
+        """The part that never changes within a conversation (so the LLM's prompt cache keeps it)."""
         lines = [f"You are {self.name}. {_flat(self.persona)}"]
         cs = self.customer_service
         if self.mode == "customer_service" and cs and cs.company.lower() not in self.persona.lower():
@@ -136,6 +141,11 @@ class Character(_Part):
             lines.append(f"Never discuss {topics}{self.refuse_topics[-1]}; politely change the subject.")
         if user_name:
             lines.append(f"You are talking with {user_name}.")
+        return "\n".join(lines)
+
+    def context_prompt(self, memories: Sequence[str] = (), knowledge: Sequence[tuple[str, str]] = ()) -> str:
+        """What this turn knows: the user's memories and the knowledge notes (changes from turn to turn)."""
+        lines: list[str] = []
         kept = list(memories)[: self.memory.max_memories_in_prompt] if self.memory.enabled else []
         if kept:
             lines.append("Known about this user:")

@@ -67,12 +67,16 @@ class Dialogue:
             if not chunks and c.knowledge.answer_only_from_knowledge and _QUESTION.search(user_text):
                 return Plan([], script=c.knowledge.handoff_message, handoff="no_knowledge")
         summary, recent = await self.window.fit(conversation, self._summarize)
-        # a client's instructions replace the persona, not what is known about the user or the notes
-        system = instructions + _context(memories, notes) if instructions else c.system_prompt(memories, notes)
-        if summary:
-            system += f"\nEarlier in this conversation: {summary}"
-        messages = [{"role": "system", "content": system}]
+        # The persona and the history come first and stay the same from turn to turn, so the LLM's prompt cache
+        # keeps them; what changes every turn (memories, notes, the summary) goes just before the user's words.
+        messages = [{"role": "system", "content": instructions or c.persona_prompt()}]
         messages += [{"role": m["role"], "content": m["content"]} for m in recent if m["role"] != "system"]
+        context = c.context_prompt(memories, notes) if not instructions else _context(memories, notes).strip()
+        if summary:
+            context = f"Earlier in this conversation: {summary}\n{context}".strip()
+        if context:
+            last_user = max((i for i, m in enumerate(messages) if m["role"] == "user"), default=len(messages))
+            messages.insert(last_user, {"role": "system", "content": context})
         return Plan(messages, sources=sources)
 
     def _memories(self, user_text: str, limit: int) -> list[str]:

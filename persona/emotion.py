@@ -186,10 +186,10 @@ def _may_be_tag(content: str) -> bool:
 # Multipliers on the voice's delivery. Piper ignores pitch; rate and energy are what is heard.
 PROSODY: dict[str, Prosody] = {
     "neutral": Prosody(1.0, 1.0, 1.0),
-    "happy": Prosody(rate=1.06, pitch=1.05, energy=1.08),
+    "happy": Prosody(rate=1.10, pitch=1.05, energy=1.08),
     "excited": Prosody(rate=1.14, pitch=1.10, energy=1.18),
     "surprised": Prosody(rate=1.05, pitch=1.12, energy=1.12),
-    "sad": Prosody(rate=0.88, pitch=0.94, energy=0.82),
+    "sad": Prosody(rate=0.82, pitch=0.94, energy=0.82),
     "angry": Prosody(rate=1.04, pitch=0.96, energy=1.22),
     "thinking": Prosody(rate=0.92, pitch=0.98, energy=0.90),
     "calm": Prosody(rate=0.92, pitch=0.97, energy=0.88),

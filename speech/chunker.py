@@ -62,14 +62,15 @@ class SentenceChunker:
     """push() tokens, get back the chunks that are complete; flush() at the end of the reply.
 
     Splits at sentence ends and newlines. Until the first chunk is out it also splits at a clause
-    boundary once first_min_chars are held, so the voice starts while the LLM is still writing.
-    No chunk is longer than max_chars.
+    boundary once first_min_chars are held, or after first_max_words words when no boundary comes,
+    so the voice starts while the LLM is still writing. No chunk is longer than max_chars.
     """
 
-    def __init__(self, first_min_chars: int = 12, max_chars: int = 220):
+    def __init__(self, first_min_chars: int = 12, max_chars: int = 220, first_max_words: int = 7):
         if max_chars < 2:
             raise ValueError("max_chars must be at least 2")
         self.first_min_chars = first_min_chars
+        self._first_words = re.compile(r"\s*(?:\S+\s+){%d}" % first_max_words) if first_max_words else None
         self.max_chars = max_chars
         self._buf = ""
         self._emitted = False
@@ -102,6 +103,9 @@ class SentenceChunker:
 
     def _next_cut(self) -> int | None:
         cut = self._natural_cut()
+        if self._first_words and (m := self._first_words.match(self._buf)) and self._early(m.end()):
+            # a long first sentence: start speaking after a few words rather than wait for its end
+            cut = m.end() if cut is None else min(cut, m.end())
         if cut is not None and cut <= self.max_chars:
             return cut
         if len(self._buf) > self.max_chars:  # > so the character after max_chars is known

@@ -35,6 +35,13 @@ def test_abbreviations_and_initials_do_not_split(text):
     assert chunk(text, first_min_chars=1000) == [text]
 
 
+def test_a_long_first_sentence_starts_after_a_few_words():
+    text = "The story of a dragon who learned to bake bread is a tale of magic. It ends well."
+    assert chunk(text, first_max_words=7) == ["The story of a dragon who learned", "to bake bread is a tale of magic.",
+                                              "It ends well."]
+    assert chunk(text, first_max_words=0)[0] == "The story of a dragon who learned to bake bread is a tale of magic."
+
+
 def test_numbers_do_not_split():
     text = "Pi is 3.14 and the bill came to $1,000.50 in total. Wow."
     assert chunk(text, first_min_chars=1000) == ["Pi is 3.14 and the bill came to $1,000.50 in total.", "Wow."]

@@ -88,8 +88,8 @@ async def test_spoken_facts_survive_restart_per_user(settings, engines, tmp_path
         await raw.send({"type": "response.create", "response": {"max_output_tokens": 30}})
         await raw.until("response.done")
         await raw.ws.close()
-        system = spy.requests[-1][0]["content"].lower()
-        assert "ada" in system and "peanut" in system, system
+        prompt = " ".join(m["content"] for m in spy.requests[-1]).lower()
+        assert "ada" in prompt and "peanut" in prompt, prompt
 
         raw = await connect(srv)  # another user sees nothing of Ada
         await raw.send({"type": "session.update", "session": {"livehost": {"character": "sol", "user_id": "bob"}}})
@@ -98,8 +98,8 @@ async def test_spoken_facts_survive_restart_per_user(settings, engines, tmp_path
         await raw.send({"type": "response.create", "response": {"max_output_tokens": 20}})
         await raw.until("response.done")
         await raw.ws.close()
-        system = spy.requests[-1][0]["content"].lower()
-        assert "ada" not in system and "peanut" not in system
+        prompt = " ".join(m["content"] for m in spy.requests[-1]).lower()
+        assert "ada" not in prompt and "peanut" not in prompt
         assert await memories(srv, "bob") == []
 
         async with httpx.AsyncClient() as client:  # erasure really deletes
