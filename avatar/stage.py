@@ -11,6 +11,9 @@ from livehost.avatar.renderer import AVATARS
 from livehost.avatar.visemes import VisemeTrack
 
 
+ANTICIPATION_MS = 35  # lips shape a sound before it is heard; measured in tests/test_av_sync.py
+
+
 class AvatarStage:
     def __init__(self, renderer: Any, clock: Callable[[], float]):
         self.renderer, self.clock = renderer, clock  # clock(): ms of audio played so far on this session's voice
@@ -32,7 +35,7 @@ class AvatarStage:
         self.renderer.set_mode("speaking", at_ms=self._offset)
 
     def push(self, track: VisemeTrack) -> None:
-        self.renderer.push(track.shifted(self._offset))
+        self.renderer.push(track.shifted(self._offset - ANTICIPATION_MS))
 
     def emotion(self, expression: str, at_reply_ms: float) -> None:
         self.renderer.set_emotion(expression, self._offset + at_reply_ms)
