@@ -128,6 +128,7 @@ class SessionConfig:
     instructions: str = ""  # empty: the character's own system prompt
     character: str = "lumi"  # extension `session.livehost.character`
     user_id: Optional[str] = None  # extension `session.livehost.user_id`: whose long-term memory to use
+    avatar_frames: Optional[tuple[int, str]] = None  # extension `session.livehost.avatar_frames`: (fps, format)
     input_format: AudioFormat = PCM24K
     output_format: AudioFormat = PCM24K
     voice: str = "default"
@@ -141,7 +142,9 @@ class SessionConfig:
         return {
             "type": "realtime", "object": "realtime.session", "id": session_id, "model": model,
             "instructions": self.instructions or instructions, "output_modalities": list(self.output_modalities),
-            "livehost": {"character": self.character, "user_id": self.user_id},
+            "livehost": {"character": self.character, "user_id": self.user_id,
+                         "avatar_frames": {"fps": self.avatar_frames[0], "format": self.avatar_frames[1]}
+                         if self.avatar_frames else None},
             "max_output_tokens": self.max_output_tokens or "inf",
             "audio": {
                 "input": {"format": self.input_format.to_dict(),
@@ -172,6 +175,8 @@ def apply_session_update(config: SessionConfig, patch: dict) -> SessionConfig:
                 raise ProtocolError(f"session.livehost.{key} must be 1..128 characters", code="invalid_value",
                                     param=f"session.livehost.{key}")
             changes[key] = value.strip()
+    if "avatar_frames" in ext:
+        changes["avatar_frames"] = _avatar_frames(ext["avatar_frames"])
     if (mods := _get(patch, "output_modalities", list, "session") or _get(patch, "modalities", list, "session")):
         if not set(mods) <= {"audio", "text"}:
             raise ProtocolError("session.output_modalities may hold 'audio' or 'text'", code="invalid_value",
@@ -208,6 +213,21 @@ def apply_session_update(config: SessionConfig, patch: dict) -> SessionConfig:
         changes["turn_detection"] = _turn_detection(inp.get("turn_detection", patch.get("turn_detection")),
                                                     config.turn_detection or TurnDetection())
     return replace(config, **changes)
+
+
+def _avatar_frames(value: Any) -> Optional[tuple[int, str]]:
+    """`{"fps": 1..30, "format": "jpeg" | "png"}` asks for the avatar as frames on the WebSocket; null stops them."""
+    where = "session.livehost.avatar_frames"
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise ProtocolError(f"{where} must be an object or null", code="invalid_value", param=where)
+    fps, fmt = value.get("fps", 15), value.get("format", "jpeg")
+    if not isinstance(fps, int) or not 1 <= fps <= 30:
+        raise ProtocolError(f"{where}.fps must be 1..30", code="invalid_value", param=f"{where}.fps")
+    if fmt not in ("jpeg", "png"):
+        raise ProtocolError(f"{where}.format must be jpeg or png", code="invalid_value", param=f"{where}.format")
+    return fps, fmt
 
 
 def _turn_detection(value: Any, current: TurnDetection) -> Optional[TurnDetection]:

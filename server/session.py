@@ -54,6 +54,7 @@ class RealtimeSession:
         self._warned_fast = False
         self._speech_end_wall: Optional[float] = None
         self._speculation: Optional[tuple[str, str, Reply]] = None  # (item id, transcript, held reply)
+        self._frames_task: Optional[asyncio.Task] = None
         self.dialogue = self._make_dialogue()
         self.listener = Listener(engines.vad, engines.asr, self._listener_config(), self._on_listener,
                                  lambda: new_id("item"))
@@ -129,6 +130,8 @@ class RealtimeSession:
         if self.config.input_format != old.input_format:
             self._resampler = Resampler(self.config.input_format.rate, 16000)
         self.listener.reconfigure(self._listener_config(), auto=self.config.turn_detection is not None)
+        if config.avatar_frames != old.avatar_frames:
+            self._stream_frames(config.avatar_frames)
         self.emit("session.updated", session=self._session_dict())
 
     async def _on_input_audio_buffer_append(self, event) -> None:
@@ -263,6 +266,22 @@ class RealtimeSession:
         if self.reply:
             await self._stop_reply("client_cancelled")
         self.emit("output_audio_buffer.cleared", response_id=None)
+
+    def _stream_frames(self, frames: Optional[tuple[int, str]]) -> None:
+        """The avatar as encoded frames on the WebSocket, for clients that cannot use WebRTC video."""
+        if self._frames_task:
+            self._frames_task.cancel()
+            self._frames_task = None
+        if frames is None or self.media_format:  # media transports have a video track instead
+            if not self.media_format:
+                self.avatar = None
+            return
+        from livehost.avatar.stage import AvatarStage
+        started = time.perf_counter()
+        self.avatar = AvatarStage.for_character(self.dialogue.character, lambda: 1000 * (time.perf_counter() - started),
+                                                size=self.settings.avatar.size,
+                                                idle_motion=self.settings.avatar.idle_motion)
+        self._frames_task = self._spawn(_send_frames(self, *frames))
 
     # ---- listener events -------------------------------------------------------------------------------------------
 
@@ -443,3 +462,23 @@ def _item_text(item: dict) -> str:
         if text:
             parts.append(text)
     return " ".join(parts).strip()
+
+
+async def _send_frames(session: RealtimeSession, fps: int, fmt: str) -> None:
+    """Extension event `livehost.avatar.frame`: {t_ms, format, data (base64 image)} at `fps`, on the session clock
+    the reply audio starts on (a client plays audio as it arrives, so frame t_ms lines up with what it hears)."""
+    import io
+
+    from PIL import Image
+    period = 1.0 / fps
+    while True:
+        stage = session.avatar
+        if stage is None:
+            return
+        t_ms = stage.clock()
+        rgba = await asyncio.to_thread(stage.frame)
+        buf = io.BytesIO()
+        Image.fromarray(rgba).convert("RGB" if fmt == "jpeg" else "RGBA").save(buf, format=fmt.upper(), quality=80)
+        session.emit("livehost.avatar.frame", t_ms=round(t_ms), format=fmt,
+                     data=base64.b64encode(buf.getvalue()).decode())
+        await asyncio.sleep(max(0.0, period - (stage.clock() - t_ms) / 1000))

@@ -78,3 +78,29 @@ async def test_emotion_tags_never_spoken_and_prosody_changes(settings, engines):
 
     assert len(sad) > len(happy) * 1.06, (len(sad) / 24000, len(happy) / 24000)  # Piper's pauses are fixed
     assert loudness(sad) < loudness(happy) * 0.9, (loudness(sad), loudness(happy))
+
+
+async def test_avatar_frames_over_websocket(server):
+    """Clients without WebRTC can ask for the face as images; they move while the reply speaks."""
+    import io
+
+    from PIL import Image
+    raw = await connect(server)
+    try:
+        await raw.send({"type": "session.update", "session": {"livehost": {"avatar_frames": {"fps": 10}}}})
+        assert (await raw.until("session.updated"))[-1]["session"]["livehost"]["avatar_frames"]["fps"] == 10
+        await raw.send({"type": "conversation.item.create", "item": {"type": "message", "role": "user",
+                                                                     "content": [{"type": "input_text", "text": "Hi!"}]}})
+        await raw.send({"type": "response.create", "response": {"max_output_tokens": 30}})
+        events = await raw.until("response.done")
+        await raw.send({"type": "session.update", "session": {"livehost": {"avatar_frames": None}}})
+        await raw.until("session.updated")
+    finally:
+        await raw.ws.close()
+    frames = [e for e in events if e["type"] == "livehost.avatar.frame"]
+    assert len(frames) >= 10
+    images = [np.asarray(Image.open(io.BytesIO(base64.b64decode(f["data"])))) for f in frames]
+    assert images[0].shape == (256, 256, 3)
+    assert len({img.tobytes() for img in images}) > 3, "the face did not move"
+    visemes = [e for e in events if e["type"] == "livehost.visemes"]
+    assert visemes and visemes[0]["visemes"], "no viseme timings for client-side renderers"
