@@ -31,6 +31,10 @@ class Plan:
     handoff: Optional[str] = None  # why a human is offered: "user_asked" or "no_knowledge"
 
 
+async def _none() -> None:
+    return None
+
+
 def _context(memories: list[str], notes: list[tuple[str, str]]) -> str:
     lines = (["Known about this user:"] + [f"- {m}" for m in memories] if memories else []) + \
             (["Notes (cite [id] if used):"] + [f"[{i}] {t}" for i, t in notes] if notes else [])
@@ -58,10 +62,14 @@ class Dialogue:
         if user_text and c.wants_handoff(user_text):
             return Plan([], script=c.knowledge.handoff_message, handoff="user_asked")
         memories, notes, sources = [], [], []
-        if self.memory is not None and c.memory.max_memories_in_prompt:
-            memories = await asyncio.to_thread(self._memories, user_text, c.memory.max_memories_in_prompt)
-        if user_text and self.knowledge is not None:
-            chunks = await asyncio.to_thread(self._relevant, user_text)
+        # memory and knowledge use separate engines: look both up at once (two cores), not one after the other
+        want_memory = self.memory is not None and c.memory.max_memories_in_prompt
+        want_knowledge = bool(user_text) and self.knowledge is not None
+        found_memories, chunks = await asyncio.gather(
+            asyncio.to_thread(self._memories, user_text, c.memory.max_memories_in_prompt) if want_memory else _none(),
+            asyncio.to_thread(self._relevant, user_text) if want_knowledge else _none())
+        memories = found_memories or []
+        if want_knowledge:
             notes = [(str(ch.id), ch.text) for ch in chunks]
             sources = [{"id": str(ch.id), "source": ch.source, "score": round(float(ch.score), 3)} for ch in chunks]
             if not chunks and c.knowledge.answer_only_from_knowledge and _QUESTION.search(user_text):
