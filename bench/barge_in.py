@@ -4,7 +4,7 @@ Each trial asks a text question that makes a long spoken answer, waits until ~1 
 streams a real speech phrase in real time (the microphone streams silence the rest of the time). Timed from the
 send of the chunk holding the phrase's first voiced sample: speech_started, the last reply audio delta, and
 response.done (cancelled). The server needs vad.min_speech_ms (96 ms) of voiced audio before it calls it speech;
-that wait is part of the numbers. The reply the user's phrase then triggers is cancelled with response.cancel.
+that wait is part of the numbers. The reply the user's phrase then starts is left to finish before the next trial.
 
     python bench/barge_in.py                        # starts `livehost serve` on a free port
     python bench/barge_in.py --url http://127.0.0.1:8000 --trials 20 --write
@@ -58,20 +58,24 @@ async def one_trial(ws, mic: Mic, events: Events, question: str, phrase, args) -
             trial["done"], trial["status"] = t, ev["response"]["status"]
             trial["reason"] = (ev["response"].get("status_details") or {}).get("reason")
             break
+    if marks is None or trial["status"] == "completed":
+        trial["status"] = "too short"  # the answer ended on its own, before the server heard the user: no barge-in
     if marks is None:
-        trial["status"] = "too short"  # the answer ended before args.after seconds of audio: no barge-in
         return trial
     onset = await marks["onset"]
     trial["unplayed"] = received - (trial["last_audio"] - first_audio)  # a client that never flushes plays this
     for key in ("started", "last_audio", "done"):
         trial[key] = trial[key] - onset if trial[key] is not None else None
-    # The user's phrase is a turn of its own: cancel the reply it starts, so the next trial begins quiet.
+    # The user's phrase is a turn of its own: let the reply it starts finish, so the next trial begins quiet.
     await marks["done"]
     try:
+        created = False
         while True:
-            _, ev = await events.next(args.settle)
+            _, ev = await events.next(args.timeout if created else args.settle)
             if ev["type"] == "response.created":
-                await ws.send(json.dumps({"type": "response.cancel"}))
+                created = True
+                if args.cancel_followup:
+                    await ws.send(json.dumps({"type": "response.cancel"}))
             elif ev["type"] == "response.done":
                 break
     except asyncio.TimeoutError:
@@ -94,6 +98,8 @@ async def drive(server: Server, args) -> dict:
         await asyncio.sleep(1.0)
         i = 0
         while len([t for t in out["trials"] if t["status"] != "too short"]) < args.trials and i < 3 * args.trials:
+            if args.pause_busy:  # measure while the machine's other jobs are quiet, when they are
+                await cpu.until_quiet(args.pause_busy, args.pause_max)
             cpu.lap()
             trial = await one_trial(ws, mic, events, QUESTIONS[i % len(QUESTIONS)], phrases[i % len(phrases)], args)
             trial["others"] = cpu.lap()
@@ -105,13 +111,13 @@ async def drive(server: Server, args) -> dict:
             await asyncio.sleep(args.gap)
             if len(out["trials"]) > 40 and len(out["trials"]) > 3 * args.trials:
                 break
-        out["cpu"] = cpu.report()
+        out["cpu"], out["errors"] = cpu.report(), [e.get("code") for e in events.errors]
         mic.task.cancel()
     out["metrics"] = metric_means(before, server.metrics())
     return out
 
 
-def report(out: dict, args, server: Server, load_before: str) -> str:
+def report(out: dict, args, server: Server, load_before: str, facts: str) -> str:
     trials = [t for t in out["trials"] if t["status"] != "too short"]
     ok = [t for t in trials if t["status"] == "cancelled" and t["reason"] == "turn_detected"]
     rows = []
@@ -133,7 +139,7 @@ def report(out: dict, args, server: Server, load_before: str) -> str:
     return "\n".join([
         f"### barge_in{label}",
         "",
-        f"{machine()}. Load average before the run: {load_before}; after: {load_avg()}. During the run: {out['cpu']}.",
+        f"{facts}. Load average before the run: {load_before}; after: {load_avg()}. During the run: {out['cpu']}.",
         f"Server: {'started by the bench' if server.proc else server.url}"
         + (f", models loaded in {server.load_s:.1f} s" if server.load_s else "")
         + (f", extra environment `{' '.join(f'{k}={v}' for k, v in server.env.items())}`" if server.env else "")
@@ -151,6 +157,7 @@ def report(out: dict, args, server: Server, load_before: str) -> str:
         "",
         table(["event", "p50", "p95", "max", "n"], rows),
         "",
+        f"Server error events: {', '.join(out['errors']) or 'none'}. "
         f"Server's own livehost_barge_in_seconds (cancel -> reply fully stopped): "
         + (f"mean {ms(server_stop[0])} ms over {server_stop[1]} cancels." if server_stop else "n/a."),
     ])
@@ -166,10 +173,16 @@ def main() -> None:
     ap.add_argument("--gap", type=float, default=0.5, help="seconds of silence between trials")
     ap.add_argument("--settle", type=float, default=6.0,
                     help="seconds to wait for the reply the user's phrase triggers (it is cancelled)")
+    ap.add_argument("--cancel-followup", action="store_true",
+                    help="cancel the reply the user's phrase starts (response.cancel) instead of letting it finish")
     ap.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for any event before giving up")
     ap.add_argument("--chunk-ms", type=int, default=100, help="audio per append, sent every as many ms (default 100)")
     ap.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
                     help="extra environment for the started server, e.g. LIVEHOST_LLM__THREADS=1")
+    ap.add_argument("--pause-busy", type=float, default=0.3, metavar="CORES",
+                    help="before each trial, wait (up to --pause-max, the microphone streaming silence) until other jobs use "
+                         "fewer cores than this (default 0.3; 0: never wait)")
+    ap.add_argument("--pause-max", type=float, default=90.0, metavar="S", help="longest such wait (default 90 s)")
     ap.add_argument("--quiet-turn", type=float, default=0.25, metavar="CORES",
                     help="also report the trials during which other jobs used fewer cores than this (default 0.25)")
     ap.add_argument("--label", help="names this configuration (and its own RESULTS.md section)")
@@ -180,10 +193,10 @@ def main() -> None:
     args = ap.parse_args()
     if args.quiet:
         wait_for_quiet(args.quiet)
-    load_before = load_avg()
+    load_before, facts = load_avg(), machine()  # the code the server loads is the code of now
     with Server(args.url, dict(kv.split("=", 1) for kv in args.env), args.pid) as server:
         out = asyncio.run(drive(server, args))
-    text = report(out, args, server, load_before)
+    text = report(out, args, server, load_before, facts)
     print("\n" + text)
     if args.json:
         with open(args.json, "w") as f:

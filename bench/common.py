@@ -6,6 +6,7 @@ import hashlib
 import os
 import re
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -166,14 +167,37 @@ def busy_cores(window_s: float = 5.0) -> float:
     return (busy() - b0) / (time.perf_counter() - t0)
 
 
+_LOCK = None  # held until this process exits
+
+
 def wait_for_quiet(max_cores: float, timeout_s: float = 900) -> None:
-    """Wait (at most timeout_s) until the machine's other work uses under max_cores; say how it went."""
+    """Wait for any other bench script to finish (a lock file), then (at most timeout_s) until the machine's other
+    work uses under max_cores; say how it went."""
+    global _LOCK
+    import fcntl
     started = time.perf_counter()
+    if _LOCK is None:
+        _LOCK = open(os.path.join(tempfile.gettempdir(), "livehost-bench.lock"), "w")
+        try:
+            fcntl.flock(_LOCK, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print("waiting for another bench script to finish", flush=True)
+            fcntl.flock(_LOCK, fcntl.LOCK_EX)
+            started = time.perf_counter()
     while (used := busy_cores()) >= max_cores:
         if time.perf_counter() - started > timeout_s:
             print(f"machine still busy ({used:.2f} cores) after {timeout_s:.0f} s; measuring anyway", flush=True)
             return
     print(f"machine quiet enough ({used:.2f} cores busy) after {time.perf_counter() - started:.0f} s", flush=True)
+
+
+def pause_until_quiet(max_cores: float, timeout_s: float = 90.0) -> float:
+    """Wait until the whole machine uses fewer than max_cores over 2 s (at most timeout_s); seconds waited.
+    For a bench that is idle while it waits (so all the CPU it sees is other jobs')."""
+    started = time.perf_counter()
+    while busy_cores(2.0) >= max_cores and time.perf_counter() - started < timeout_s:
+        pass
+    return time.perf_counter() - started
 
 
 def rss_mib(pid: int) -> dict:

@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import time
 
 import numpy as np
 
-from common import wait_for_quiet, RATE, all_phrases, load_avg, machine, ms, stats, table, write_section
+from common import (RATE, all_phrases, load_avg, machine, ms, pause_until_quiet, stats, table, wait_for_quiet,
+                    write_section)
+from rt import CpuMeter
 
 SYSTEM = ("You are Lumi, a warm and witty virtual host. You talk with people by voice, so answer in one or two "
           "short spoken sentences, with no lists, no markdown and no emoji.")  # the server's default instructions
@@ -163,20 +166,25 @@ def main() -> None:
     ap.add_argument("--only", choices=["llm", "tts", "asr", "vad"], action="append", help="run only these")
     ap.add_argument("--quiet", type=float, metavar="CORES",
                     help="first wait (up to 15 min) until the machine uses fewer than CORES cores, e.g. 0.3")
+    ap.add_argument("--pause-busy", type=float, default=0.3, metavar="CORES",
+                    help="before each engine, wait (up to 90 s) until other jobs use fewer cores than this (0: never)")
     ap.add_argument("--write", action="store_true", help="replace this script's section in bench/RESULTS.md")
     args = ap.parse_args()
     if args.quiet:
         wait_for_quiet(args.quiet)
-    load_before = load_avg()
+    load_before, facts = load_avg(), machine()
     phrases = all_phrases()
     parts = []
     for name in args.only or ["llm", "tts", "asr", "vad"]:
+        waited = pause_until_quiet(args.pause_busy) if args.pause_busy else 0.0
+        cpu = CpuMeter([os.getpid()])
         part = {"llm": lambda: bench_llm(args), "tts": bench_tts, "asr": lambda: bench_asr(phrases),
                 "vad": lambda: bench_vad(phrases)}[name]()
+        part += f"\n\n_{name}: other jobs used {cpu.lap():.2f} cores while it ran (after waiting {waited:.0f} s for quiet)._"
         print(part + "\n", flush=True)
         parts.append(part)
-    text = "\n\n".join([f"### engines (in process, no server)", "",
-                        f"{machine()}. Load average before: {load_before}; after: {load_avg()}.", *parts])
+    text = "\n\n".join(["### engines (in process, no server)",
+                        f"{facts}. Load average before: {load_before}; after: {load_avg()}.", *parts])
     print(text)
     if args.write:
         write_section("engines", text)

@@ -120,6 +120,16 @@ class CpuMeter:
         self.last = now
         return max(0.0, total - ours)
 
+    async def until_quiet(self, max_cores: float, timeout_s: float = 90.0, step_s: float = 2.0) -> float:
+        """Wait until other processes use fewer than max_cores over step_s (at most timeout_s); seconds waited."""
+        started = time.perf_counter()
+        self.lap()
+        while time.perf_counter() - started < timeout_s:
+            await asyncio.sleep(step_s)
+            if self.lap() < max_cores:
+                break
+        return time.perf_counter() - started
+
     def report(self) -> str:
         total, mine = self._cores(self.start, self._read())
         return f"{total:.2f} of {os.cpu_count()} cores busy on average ({mine:.2f} server + bench, {total - mine:.2f} others)"

@@ -74,6 +74,8 @@ async def drive(server: Server, args) -> dict:
         await asyncio.sleep(1.0)  # a second of silence first, like a microphone just opened
         for i in range(args.warmup + args.turns):
             phrase = phrases[i % len(phrases)]
+            if args.pause_busy:  # measure while the machine's other jobs are quiet, when they are
+                await cpu.until_quiet(args.pause_busy, args.pause_max)
             cpu.lap()
             try:
                 turn = await one_turn(mic, events, phrase, args.timeout)
@@ -89,14 +91,14 @@ async def drive(server: Server, args) -> dict:
             if not turn["valid"]:
                 await asyncio.sleep(3)  # let a split turn or a stray reply settle before the next phrase
             await asyncio.sleep(args.gap)
-        out["cpu"] = cpu.report()
+        out["cpu"], out["errors"] = cpu.report(), [e.get("code") for e in events.errors]
         mic.task.cancel()
     out["rss_end"] = rss_mib(server.pid) if server.pid else None
     out["metrics"] = metric_means(metrics_before, server.metrics())
     return out
 
 
-def report(out: dict, args, server: Server, load_before: str) -> str:
+def report(out: dict, args, server: Server, load_before: str, facts: str) -> str:
     turns = [t for t in out["turns"] if not t["warmup"]]
     good = [t for t in turns if t["valid"]]
     rows, previous = [], None
@@ -117,7 +119,7 @@ def report(out: dict, args, server: Server, load_before: str) -> str:
     lines = [
         f"### voice_loop{label}",
         "",
-        f"{machine()}. Load average before the run: {load_before}; after: {load_avg()}. "
+        f"{facts}. Load average before the run: {load_before}; after: {load_avg()}. "
         f"During the run: {out['cpu']}.",
         f"Server: {'started by the bench' if server.proc else server.url}"
         + (f", models loaded in {server.load_s:.1f} s" if server.load_s else "")
@@ -139,7 +141,7 @@ def report(out: dict, args, server: Server, load_before: str) -> str:
         "",
         table(["histogram", "mean", "count"], server_rows),
         "",
-        f"Server RSS after the models loaded: {rss(out['rss_loaded'])}; after all turns: {rss(out['rss_end'])}.",
+        f"Server error events: {', '.join(out['errors']) or 'none'}. Server RSS after the models loaded: {rss(out['rss_loaded'])}; after all turns: {rss(out['rss_end'])}.",
         "",
         "Per turn, first audio (ms): " + ", ".join(
             (ms(t["t"]["response.output_audio.delta"]) if t["valid"] else f"({t['status']})") for t in turns) + ".",
@@ -158,6 +160,10 @@ def main() -> None:
     ap.add_argument("--chunk-ms", type=int, default=100, help="audio per append, sent every as many ms (default 100)")
     ap.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
                     help="extra environment for the started server, e.g. LIVEHOST_VAD__SILENCE_MS=300")
+    ap.add_argument("--pause-busy", type=float, default=0.3, metavar="CORES",
+                    help="before each turn, wait (up to --pause-max, the microphone streaming silence) until other jobs use "
+                         "fewer cores than this (default 0.3; 0: never wait)")
+    ap.add_argument("--pause-max", type=float, default=90.0, metavar="S", help="longest such wait (default 90 s)")
     ap.add_argument("--quiet-turn", type=float, default=0.25, metavar="CORES",
                     help="also report the turns during which other jobs used fewer cores than this (default 0.25)")
     ap.add_argument("--label", help="names this configuration (and its own RESULTS.md section)")
@@ -169,10 +175,10 @@ def main() -> None:
     if args.quiet:
         wait_for_quiet(args.quiet)
     env = dict(kv.split("=", 1) for kv in args.env)
-    load_before = load_avg()
+    load_before, facts = load_avg(), machine()  # the code the server loads is the code of now
     with Server(args.url, env, args.pid) as server:
         out = asyncio.run(drive(server, args))
-    text = report(out, args, server, load_before)
+    text = report(out, args, server, load_before, facts)
     print("\n" + text)
     if args.json:
         with open(args.json, "w") as f:
