@@ -41,7 +41,7 @@ class LLMSettings(Section):
     model: Optional[str] = Field(None, description="GGUF path for llama-cpp (default: bundled SmolLM2-135M-Instruct); model name for openai")
     base_url: str = Field("http://127.0.0.1:11434/v1", description="openai engine: server base URL")
     api_key: Optional[str] = None
-    max_tokens: int = Field(120, ge=1, le=8192)
+    max_tokens: int = Field(60, ge=1, le=8192, description="a spoken reply; the small default model rambles past it")
     temperature: float = Field(0.6, ge=0, le=2)
     timeout_s: float = Field(30.0, gt=0)
     context_tokens: int = Field(2048, ge=256)

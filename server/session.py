@@ -158,8 +158,10 @@ class RealtimeSession:
         if not self.listener.auto:
             return
         now = time.perf_counter()
-        if self._audio_clock is None or (now - self._audio_clock) - self._audio_in_s > 1.0:
-            self._audio_clock, self._audio_in_s = now, 0.0  # the client paused: start a fresh clock
+        if self._audio_clock is None:
+            self._audio_clock = now
+        # a pause earns at most 10 s of credit: a backlog after a stall is read at once, a flood is still slowed
+        self._audio_clock = max(self._audio_clock, now - self._audio_in_s - 10.0)
         self._audio_in_s += seconds
         ahead = self._audio_in_s - (now - self._audio_clock) - self.settings.server.max_ahead_of_realtime_s
         if ahead > 0:
@@ -260,11 +262,11 @@ class RealtimeSession:
     async def _on_response_cancel(self, event) -> None:
         if not self.reply or (event.response_id and event.response_id != self.reply.id):
             raise ProtocolError("there is no active response to cancel", code="response_cancel_not_active")
-        await self._stop_reply("client_cancelled")
+        self.reply.cancel("client_cancelled")  # not awaited: reading the client's audio must go on meanwhile
 
     async def _on_output_audio_buffer_clear(self, event) -> None:
         if self.reply:
-            await self._stop_reply("client_cancelled")
+            self.reply.cancel("client_cancelled")
         self.emit("output_audio_buffer.cleared", response_id=None)
 
     def _stream_frames(self, frames: Optional[tuple[int, str]]) -> None:
@@ -298,8 +300,8 @@ class RealtimeSession:
             self.emit("conversation.item.input_audio_transcription.delta", item_id=data["item_id"], content_index=0,
                       delta=data["delta"])
         elif kind == "speech_stopped":
-            self._speech_end_wall = time.perf_counter() - self.listener.config.silence_ms / 1000
-            metrics.ENDPOINTING.observe(self.listener.config.silence_ms / 1000)
+            self._speech_end_wall = time.perf_counter() - data["endpointing_s"]
+            metrics.ENDPOINTING.observe(data["endpointing_s"])
             self.emit("input_audio_buffer.speech_stopped", item_id=data["item_id"], audio_end_ms=data["audio_end_ms"])
             if self.avatar:
                 self.avatar.mode("thinking")
@@ -394,7 +396,11 @@ class RealtimeSession:
         """The conversation as the dialogue core sees it: finished items with words in them, oldest first."""
         out = []
         for item in self.items.values():
-            text = _item_text(item)
+            said = self.spoken.get(item["id"])
+            if said and said.status == "completed" and said.generated.strip():
+                text = said.generated.strip()  # exactly what the LLM wrote, so its prompt cache still matches
+            else:
+                text = _item_text(item)  # an interrupted reply: only what was heard
             if text and item.get("status") != "in_progress":
                 out.append({"role": item["role"], "content": text, "status": item.get("status", "completed")})
         return out

@@ -75,6 +75,7 @@ class Reply:
         self.status, self.status_details = "in_progress", None
         self.segments: list[Segment] = []
         self.text = ""  # text mode: everything sent
+        self.generated = ""  # the LLM's own words, tags and all: the next prompt repeats them so its cache holds
         self.sent_ms = 0.0
         self.item = {"id": self.item_id, "object": "realtime.item", "type": "message", "role": "assistant",
                      "status": "in_progress", "content": []}
@@ -165,6 +166,7 @@ class Reply:
         first = True
         async for token in self.llm.stream(self.plan.messages, max_tokens=self.plan.max_tokens,
                                            temperature=self.plan.temperature):
+            self.generated += token
             if first:
                 metrics.LLM_FIRST_TOKEN.observe(time.perf_counter() - self.created)
                 first = False

@@ -91,7 +91,8 @@ class Listener:
         elif event == "stop" and utt is not None:
             speech_end = utt.voice_end  # the same end the speculation used, so its transcript can be the final one
             self._utterance = None
-            self.emit("speech_stopped", {"item_id": utt.item_id, "audio_end_ms": speech_end // ms})
+            self.emit("speech_stopped", {"item_id": utt.item_id, "audio_end_ms": speech_end // ms,
+                                         "endpointing_s": (end - speech_end) / RATE})
             self._spawn(self._finish(utt, speech_end, self._audio(utt.start, speech_end)))
         elif utt is not None and ep.in_speech:
             if ep.silence_run_ms == 0:
