@@ -3,7 +3,10 @@ onto the media clock that the voice plays on, so lips follow the exact phoneme t
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+import asyncio
+import base64
+import io
+from typing import Any, Callable, Optional
 
 import numpy as np
 
@@ -49,3 +52,18 @@ class AvatarStage:
 
     def frame(self) -> np.ndarray:
         return self.renderer.render(self.clock())
+
+
+async def stream_frames(current: Callable[[], Optional[AvatarStage]], emit: Callable[..., None], fps: int,
+                        fmt: str) -> None:
+    """Extension event `livehost.avatar.frame`: {t_ms, format, data (base64 image)} at `fps`, on the session clock
+    the reply audio starts on (a client plays audio as it arrives, so frame t_ms lines up with what it hears)."""
+    from PIL import Image
+    period = 1.0 / fps
+    while (stage := current()) is not None:
+        t_ms = stage.clock()
+        rgba = await asyncio.to_thread(stage.frame)
+        buf = io.BytesIO()
+        Image.fromarray(rgba).convert("RGB" if fmt == "jpeg" else "RGBA").save(buf, format=fmt.upper(), quality=80)
+        emit("livehost.avatar.frame", t_ms=round(t_ms), format=fmt, data=base64.b64encode(buf.getvalue()).decode())
+        await asyncio.sleep(max(0.0, period - (stage.clock() - t_ms) / 1000))

@@ -10,22 +10,22 @@ import binascii
 import json
 import logging
 import time
-from collections import OrderedDict
 from dataclasses import replace
 from typing import Any, Optional
 
 import numpy as np
 
 from livehost.server import metrics
+from livehost.avatar.stage import AvatarStage, stream_frames
 from livehost.persona.dialogue import Dialogue
 from livehost.server.protocol import (ProtocolError, SessionConfig, TurnDetection, apply_session_update, new_id,
                                       parse_client_event)
-from livehost.server.turn import Reply, ReplyPlan, text_until
+from livehost.server.conversation import Conversation, client_item, item_text, user_audio_item
+from livehost.server.turn import Reply, ReplyPlan
 from livehost.speech.audio import AudioFormat, AudioFormatError, Resampler, decode_audio, int16_to_float32
 from livehost.speech.listener import Listener, ListenerConfig
 
 log = logging.getLogger("livehost.session")
-MAX_ITEMS = 200  # older items leave the conversation (and the prompt) first
 
 
 class RealtimeSession:
@@ -43,8 +43,7 @@ class RealtimeSession:
             language=None if asr.language == "auto" else asr.language,
             turn_detection=TurnDetection(vad.threshold, vad.prefix_padding_ms, vad.silence_ms))
         self.outbox: asyncio.Queue[dict] = asyncio.Queue()
-        self.items: OrderedDict[str, dict] = OrderedDict()
-        self.spoken: dict[str, Reply] = {}  # assistant audio items: what was said when, and how much was sent
+        self.conversation = Conversation()
         self.reply: Optional[Reply] = None
         self._pending: dict[str, asyncio.Task] = {}  # user items still being transcribed
         self._tasks: set[asyncio.Task] = set()
@@ -178,8 +177,8 @@ class RealtimeSession:
             raise ProtocolError(f"buffer too small: expected at least 100 ms of audio, have "
                                 f"{self.listener.buffered_ms} ms", code="input_audio_buffer_commit_empty")
         item_id, audio = self.listener.commit()
-        self.emit("input_audio_buffer.committed", previous_item_id=self._last_id(), item_id=item_id)
-        self._add_item(self._user_audio_item(item_id))
+        self.emit("input_audio_buffer.committed", previous_item_id=self.conversation.last_id(), item_id=item_id)
+        self._add_item(user_audio_item(item_id))
         self._pending[item_id] = self._spawn(self._transcribe_committed(item_id, audio))
 
     async def _transcribe_committed(self, item_id: str, audio: np.ndarray) -> None:
@@ -198,51 +197,26 @@ class RealtimeSession:
         self.emit("input_audio_buffer.cleared")
 
     async def _on_conversation_item_create(self, event) -> None:
-        item = dict(event.item)
-        if item.get("type", "message") != "message" or item.get("role") not in ("user", "assistant", "system"):
-            raise ProtocolError("conversation.item.create: only message items with role user, assistant or "
-                                "system are supported", code="invalid_value", param="item.role")
-        content = item.get("content")
-        if not isinstance(content, list) or not content or not all(isinstance(c, dict) for c in content):
-            raise ProtocolError("conversation.item.create: item.content must be a non-empty list of parts",
-                                code="missing_required_parameter", param="item.content")
-        for part in content:
-            if part.get("type") not in ("input_text", "text", "output_text", "input_audio", "output_audio"):
-                raise ProtocolError(f"conversation.item.create: content type {part.get('type')!r} is not supported",
-                                    code="invalid_value", param="item.content.type")
-            if part["type"] == "input_audio":
-                raise ProtocolError("conversation.item.create: send audio with input_audio_buffer.append",
-                                    code="invalid_value", param="item.content.type")
-        if event.previous_item_id and event.previous_item_id not in self.items:
+        item = client_item(event.item)
+        if event.previous_item_id and event.previous_item_id not in self.conversation.items:
             raise ProtocolError(f"previous_item_id {event.previous_item_id!r} does not exist",
                                 code="item_not_found", param="previous_item_id")
-        item.update(id=item.get("id") or new_id("item"), object="realtime.item", type="message", status="completed")
         self._add_item(item)
         if item["role"] == "user":
-            self.dialogue.heard_user(_item_text(item))
+            self.dialogue.heard_user(item_text(item))
         self.emit("conversation.item.done", item=item)
 
     async def _on_conversation_item_retrieve(self, event) -> None:
-        self.emit("conversation.item.retrieved", item=self._item(event.item_id))
+        self.emit("conversation.item.retrieved", item=self.conversation.get(event.item_id))
 
     async def _on_conversation_item_delete(self, event) -> None:
-        self._item(event.item_id)
-        del self.items[event.item_id]
-        self.spoken.pop(event.item_id, None)
+        self.conversation.delete(event.item_id)
         self.emit("conversation.item.deleted", item_id=event.item_id)
 
     async def _on_conversation_item_truncate(self, event) -> None:
-        item = self._item(event.item_id)
-        if item.get("role") != "assistant" or event.item_id not in self.spoken:
-            raise ProtocolError("only assistant audio items can be truncated", code="invalid_value", param="item_id")
         if self.reply and self.reply.item_id == event.item_id:
             await self._stop_reply("client_cancelled")
-        said = self.spoken[event.item_id]
-        spoken_ms = said.sent_ms
-        if event.audio_end_ms > spoken_ms + 1:
-            raise ProtocolError(f"audio_end_ms {event.audio_end_ms} is past the end of the item's audio "
-                                f"({spoken_ms:.0f} ms)", code="invalid_value", param="audio_end_ms")
-        self._set_transcript(item, text_until(said.segments, event.audio_end_ms))
+        self.conversation.truncate(event.item_id, event.audio_end_ms)
         self.emit("conversation.item.truncated", item_id=event.item_id, content_index=event.content_index,
                   audio_end_ms=event.audio_end_ms)
 
@@ -278,12 +252,11 @@ class RealtimeSession:
             if not self.media_format:
                 self.avatar = None
             return
-        from livehost.avatar.stage import AvatarStage
         started = time.perf_counter()
         self.avatar = AvatarStage.for_character(self.dialogue.character, lambda: 1000 * (time.perf_counter() - started),
                                                 size=self.settings.avatar.size,
                                                 idle_motion=self.settings.avatar.idle_motion)
-        self._frames_task = self._spawn(_send_frames(self, *frames))
+        self._frames_task = self._spawn(stream_frames(lambda: self.avatar, self.emit, *frames))
 
     # ---- listener events -------------------------------------------------------------------------------------------
 
@@ -305,8 +278,8 @@ class RealtimeSession:
             self.emit("input_audio_buffer.speech_stopped", item_id=data["item_id"], audio_end_ms=data["audio_end_ms"])
             if self.avatar:
                 self.avatar.mode("thinking")
-            self.emit("input_audio_buffer.committed", previous_item_id=self._last_id(), item_id=data["item_id"])
-            self._add_item(self._user_audio_item(data["item_id"]))
+            self.emit("input_audio_buffer.committed", previous_item_id=self.conversation.last_id(), item_id=data["item_id"])
+            self._add_item(user_audio_item(data["item_id"]))
         elif kind == "speculative":
             td = self.config.turn_detection
             if td and td.create_response and not self.reply and not self._pending:
@@ -322,7 +295,7 @@ class RealtimeSession:
             spec, self._speculation = self._speculation, None
             if spec and spec[:2] == (data["item_id"], data["transcript"]) and not self.reply:
                 self.reply = spec[2]  # the guess was right: the reply prepared in the silence speaks now
-                self._adopt(spec[2])
+                self.conversation.adopt(spec[2])
                 spec[2].release(data["item_id"], self._speech_end_wall)
             else:
                 if spec:
@@ -334,12 +307,6 @@ class RealtimeSession:
                       content_index=0, error={"type": "transcription_error", "message": data["error"]})
 
     # ---- replies ---------------------------------------------------------------------------------------------------
-
-    def _adopt(self, reply: Reply) -> None:
-        """The reply's item joins the conversation (the reply announces it itself)."""
-        self._add_item(reply.item, announce=False)
-        if reply.plan.audio:
-            self.spoken[reply.item_id] = reply
 
     def _drop_speculation(self) -> None:
         if self._speculation:
@@ -357,14 +324,14 @@ class RealtimeSession:
                          temperature=self.settings.llm.temperature, lead_ms=self.settings.server.output_lead_ms,
                          speech_end_wall=speech_end_wall,
                          audio_out=self.audio_out, avatar=self.avatar)
-        reply = Reply(plan, self.engines.llm, self.engines.tts, self.send, self._last_id())
+        reply = Reply(plan, self.engines.llm, self.engines.tts, self.send, self.conversation.last_id())
         if user_text is None:
             self.reply = reply
 
         async def run() -> None:
             if self._pending:  # a reply needs the words of every user item before it
                 await asyncio.gather(*self._pending.values(), return_exceptions=True)
-            conversation = self._conversation()
+            conversation = self.conversation.for_llm()
             if user_text is not None:  # the user's item has no transcript yet: this is a guess at it
                 conversation.append({"role": "user", "content": user_text, "status": "completed"})
             dialogue = self.dialogue
@@ -372,7 +339,7 @@ class RealtimeSession:
             plan.messages, plan.script = decided.messages, decided.script
             plan.sources, plan.handoff, plan.dialogue = decided.sources, decided.handoff, dialogue
             if user_text is None:
-                self._adopt(reply)
+                self.conversation.adopt(reply)
             dialogue.busy.clear()
             reply.start(held=user_text is not None)
             await reply.done.wait()
@@ -392,55 +359,21 @@ class RealtimeSession:
             reply.cancel(reason)
             await reply.done.wait()
 
-    def _conversation(self) -> list[dict]:
-        """The conversation as the dialogue core sees it: finished items with words in them, oldest first."""
-        out = []
-        for item in self.items.values():
-            said = self.spoken.get(item["id"])
-            if said and said.status == "completed" and said.generated.strip():
-                text = said.generated.strip()  # exactly what the LLM wrote, so its prompt cache still matches
-            else:
-                text = _item_text(item)  # an interrupted reply: only what was heard
-            if text and item.get("status") != "in_progress":
-                out.append({"role": item["role"], "content": text, "status": item.get("status", "completed")})
-        return out
-
     # ---- items -----------------------------------------------------------------------------------------------------
-
-    def _user_audio_item(self, item_id: str) -> dict:
-        return {"id": item_id, "object": "realtime.item", "type": "message", "role": "user", "status": "completed",
-                "content": [{"type": "input_audio", "transcript": None}]}
 
     def _complete_transcript(self, item_id: str, text: str, seconds: float) -> None:
         self.dialogue.heard_user(text)
-        if item_id in self.items:
-            self.items[item_id]["content"][0]["transcript"] = text
+        items = self.conversation.items
+        if item_id in items:
+            items[item_id]["content"][0]["transcript"] = text
         self.emit("conversation.item.input_audio_transcription.completed", item_id=item_id, content_index=0,
                   transcript=text, usage={"type": "duration", "seconds": round(seconds, 3)})
-        if item_id in self.items:
-            self.emit("conversation.item.done", item=self.items[item_id])
+        if item_id in items:
+            self.emit("conversation.item.done", item=items[item_id])
 
-    def _add_item(self, item: dict, announce: bool = True) -> None:
-        previous = self._last_id()
-        self.items[item["id"]] = item
-        while len(self.items) > MAX_ITEMS:
-            old, _ = self.items.popitem(last=False)
-            self.spoken.pop(old, None)
-        if announce:
-            self.emit("conversation.item.added", previous_item_id=previous, item=item)
-
-    def _item(self, item_id: str) -> dict:
-        if item_id not in self.items:
-            raise ProtocolError(f"item {item_id!r} does not exist", code="item_not_found", param="item_id")
-        return self.items[item_id]
-
-    def _set_transcript(self, item: dict, text: str) -> None:
-        for part in item.get("content", []):
-            if part.get("type") == "output_audio":
-                part["transcript"] = text
-
-    def _last_id(self) -> Optional[str]:
-        return next(reversed(self.items), None)
+    def _add_item(self, item: dict) -> None:
+        previous = self.conversation.add(item)
+        self.emit("conversation.item.added", previous_item_id=previous, item=item)
 
     def _spawn(self, coro) -> asyncio.Task:
         task = asyncio.get_running_loop().create_task(coro)
@@ -460,31 +393,3 @@ class RealtimeSession:
         await self.dialogue.close()
         metrics.SESSIONS_ACTIVE.labels(self.transport).dec()
 
-
-def _item_text(item: dict) -> str:
-    parts = []
-    for part in item.get("content", []):
-        text = part.get("text") if part.get("type") in ("input_text", "text", "output_text") else part.get("transcript")
-        if text:
-            parts.append(text)
-    return " ".join(parts).strip()
-
-
-async def _send_frames(session: RealtimeSession, fps: int, fmt: str) -> None:
-    """Extension event `livehost.avatar.frame`: {t_ms, format, data (base64 image)} at `fps`, on the session clock
-    the reply audio starts on (a client plays audio as it arrives, so frame t_ms lines up with what it hears)."""
-    import io
-
-    from PIL import Image
-    period = 1.0 / fps
-    while True:
-        stage = session.avatar
-        if stage is None:
-            return
-        t_ms = stage.clock()
-        rgba = await asyncio.to_thread(stage.frame)
-        buf = io.BytesIO()
-        Image.fromarray(rgba).convert("RGB" if fmt == "jpeg" else "RGBA").save(buf, format=fmt.upper(), quality=80)
-        session.emit("livehost.avatar.frame", t_ms=round(t_ms), format=fmt,
-                     data=base64.b64encode(buf.getvalue()).decode())
-        await asyncio.sleep(max(0.0, period - (stage.clock() - t_ms) / 1000))
