@@ -26,6 +26,8 @@ class ASRSettings(Section):
     beam_size: int = Field(1, ge=1, le=10)
     cpu_threads: int = Field(0, ge=0, description="0: all cores")
     partial_interval_ms: int = Field(900, ge=200, description="how often partial transcripts are made while the user speaks")
+    short_window: bool = Field(True, description="encode only the utterance (+1 s), not Whisper's fixed 30 s: "
+                                                 "~8x less encoder time per turn")
 
 
 class VADSettings(Section):

@@ -42,7 +42,8 @@ class Engines:
             ("vad", f"VAD {s.vad.engine}", lambda: VAD.shared(s.vad.engine)),
             ("asr", f"ASR {s.asr.engine} {s.asr.model}", lambda: ASR.shared(
                 s.asr.engine, model=s.asr.model, device=s.asr.device, compute_type=s.asr.compute_type,
-                cpu_threads=s.asr.cpu_threads, beam_size=s.asr.beam_size, cache_dir=s.model_cache())),
+                cpu_threads=s.asr.cpu_threads, beam_size=s.asr.beam_size, cache_dir=s.model_cache(),
+                short_window=s.asr.short_window)),
             ("llm", f"LLM {s.llm.engine} {s.llm.model or '(bundled SmolLM2-135M-Instruct)'}",
              lambda: LLM.shared(s.llm.engine, **llm_options)),
             ("tts", f"TTS {s.tts.engine} {s.tts.voice or '(bundled voice)'}",

@@ -11,9 +11,10 @@ import pytest
 import soundfile as sf
 import soxr
 
-from livehost.speech.asr import ASR, FasterWhisperASR, Transcript, resolve_whisper_model
+from livehost.speech.asr import ASR, FasterWhisperASR, Transcript, cut_loop, resolve_whisper_model
 
 JFK = Path(__file__).resolve().parents[2] / "shared/fixtures/audio/jfk.flac"
+MULTILINGUAL = JFK.with_name("multilingual.mp3")
 PHRASE = "ask not what your country can do for you"
 
 
@@ -45,6 +46,30 @@ def test_tiny_en_transcribes_jfk(tiny, jfk):
     assert PHRASE in norm(t.text), t.text
     assert t.language == "en"
     assert t.duration_s == pytest.approx(11.0, abs=0.05)
+
+
+def test_cut_loop_keeps_the_first_turn():
+    assert cut_loop("subject to the following conditions. Subject") == "subject to the following conditions."
+    assert cut_loop("free of charge free of charge free of") == "free of charge"
+    assert cut_loop("to deal. To deal. To") == "to deal."
+    assert cut_loop("你好你好你") == "你好"
+    assert cut_loop("nothing repeats here") == "nothing repeats here"
+
+
+@pytest.mark.parametrize("start,end,truth", [(0.3, 2.7, "and so my fellow americans"), (3.2, 4.9, "ask not"),
+                                             (5.3, 8.1, "what your country can do for you"),
+                                             (8.1, 11.0, "ask what you can do for your country")])
+def test_short_window_hears_as_well_as_the_full_window(tiny, jfk, start, end, truth):
+    """The short window (default) encodes ~3 s instead of 30: as close to the truth, and it never loops."""
+    import difflib
+
+    full = FasterWhisperASR.__new__(FasterWhisperASR)
+    full.__dict__.update(tiny.__dict__, short_window=False)  # the same loaded model, the classic 30 s window
+    clip = jfk[int(start * 16000):int(end * 16000)]
+    short, classic = norm(tiny.transcribe(clip).text), norm(full.transcribe(clip).text)
+    closeness = [difflib.SequenceMatcher(None, t, truth).ratio() for t in (short, classic)]
+    assert closeness[0] >= min(0.8, closeness[1] - 0.1), (short, classic)
+    assert len(short.split()) <= len(truth.split()) + 1, short  # no second turn of a loop
 
 
 def test_silence_gives_little_or_nothing(tiny):
@@ -121,3 +146,7 @@ def test_base_joins_once_and_transcribes(tmp_path_factory, jfk):
     t = base.transcribe(jfk)  # None: detect
     assert t.language == "en"
     assert PHRASE in norm(t.text), t.text
+    german, sr = sf.read(str(MULTILINGUAL), dtype="float32", always_2d=True)
+    german = soxr.resample(german.mean(axis=1), sr, 16000)[36 * 16000:41 * 16000].astype(np.float32)
+    t = base.transcribe(german, language="auto")  # detected on the short window's encoding
+    assert t.language == "de" and "software" in t.text.lower(), t
