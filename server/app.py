@@ -21,12 +21,19 @@ from livehost.server.webrtc import create_call, hangup_call
 WEB_CLIENT = Path(__file__).resolve().parent.parent / "web_client"
 
 
-def create_app(settings: Settings, engines: Optional[Engines] = None) -> FastAPI:
-    """Build the app; engines are loaded here unless the caller (tests, the CLI) already has them."""
+def create_app(settings: Settings, engines: Optional[Engines] = None, stream: bool = False) -> FastAPI:
+    """Build the app; engines are loaded here unless the caller (tests, the CLI) already has them.
+    stream: also run the livestream host (`livehost stream`) and its /v1/stream routes."""
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         app.state.loop = asyncio.get_running_loop()
+        if stream:
+            from livehost.server.livestream.stream import Stream
+            app.state.stream = Stream(app.state.engines, settings)
+            await app.state.stream.start()
         yield
+        if app.state.stream is not None:
+            await app.state.stream.close()
         for call in list(app.state.calls.values()):  # hang up every WebRTC call on shutdown
             await call.close("server shutting down")
         if owns_engines:
@@ -96,6 +103,10 @@ def create_app(settings: Settings, engines: Optional[Engines] = None) -> FastAPI
         return {"deleted": deleted}
 
     app.state.calls = {}
+    app.state.stream = None
+    if stream:
+        from livehost.server.livestream.routes import router
+        app.include_router(router)
     app.add_api_websocket_route("/v1/realtime", realtime_websocket)
     app.add_api_route("/v1/realtime/calls", create_call, methods=["POST"], status_code=201,
                       summary="WebRTC: POST an SDP offer, get the SDP answer")

@@ -59,21 +59,56 @@ def main() -> None:
 @click.option("--log-level", "server_log_level", type=click.Choice(["debug", "info", "warning", "error"]))
 def serve(config: Optional[str], **flags: Any) -> None:
     """Load the models and serve the Realtime API, /healthz and /metrics."""
+    _run(_settings(config, _overrides(**flags)), stream=False)
+
+
+def _run(settings: Settings, stream: bool) -> None:
     import uvicorn
 
     from livehost.server.app import create_app
-    settings = _settings(config, _overrides(**flags))
     level = settings.server.log_level.upper()
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        app = create_app(settings)
+        app = create_app(settings, stream=stream)
     except Exception as exc:  # a model that cannot load is the user's config problem, shown plainly
         logging.getLogger("livehost").debug("load failed", exc_info=True)
         raise click.ClickException(f"could not load the engines: {exc}") from None
-    click.echo(f"livehost is listening on http://{settings.server.host}:{settings.server.port} "
-               f"(Realtime: ws://{settings.server.host}:{settings.server.port}/v1/realtime)")
+    base = f"http://{settings.server.host}:{settings.server.port}"
+    click.echo(f"livehost is listening on {base} (Realtime: ws://{settings.server.host}:{settings.server.port}"
+               f"/v1/realtime)")
+    if stream:
+        click.echo(f"livestream host: state at {base}/v1/stream, chat in at {base}/v1/stream/chat, "
+                   f"overlay at {base}/overlay.html")
     uvicorn.run(app, host=settings.server.host, port=settings.server.port, log_level=settings.server.log_level,
                 ws_max_size=max(16 << 20, 2 * settings.server.max_message_bytes), ws_ping_interval=20)
+
+
+@main.command()
+@config_option
+@click.option("--character", "stream_character", help="The host character (default: persona.character, lumi).")
+@click.option("--twitch", "stream_twitch", metavar="CHANNEL", help="Read this Twitch channel's chat (anonymous, "
+              "read-only unless stream.twitch_nick/twitch_token are set).")
+@click.option("--bilibili", "stream_bilibili", type=int, metavar="ROOM", help="Read this Bilibili live room's danmaku.")
+@click.option("--rtmp", "stream_rtmp", metavar="URL", help="Push the avatar and voice here, e.g. "
+              "rtmp://live.example.com/app/STREAM_KEY, or a local .flv file to record.")
+@click.option("--captions/--no-captions", "stream_captions", default=None, help="Burn the host's words into the "
+              "video (default: on).")
+@click.option("--size", "stream_size", type=int, help="Video size in pixels, square (default 512).")
+@click.option("--idle-after", "stream_idle_after_s", type=float, metavar="SECONDS",
+              help="Talk about the character's topics after this much quiet chat (default: from the card).")
+@click.option("--host", "server_host", help="Address of the control API (default 127.0.0.1).")
+@click.option("--port", "server_port", type=int, help="Port of the control API (default 8000).")
+@click.option("--log-level", "server_log_level", type=click.Choice(["debug", "info", "warning", "error"]))
+def stream(config: Optional[str], **flags: Any) -> None:
+    """Host a livestream: read live chat, answer it in character, stream the avatar and voice over RTMP.
+
+    Chat comes from --twitch, --bilibili and any bot or bridge that POSTs to /v1/stream/chat. Paid messages and
+    mentions are answered first; duplicates, spam and blocked words are dropped; chat is never obeyed as
+    instructions. Operators pause, skip and inject lines through /v1/stream/{pause,resume,skip,say}, and a
+    microphone on /v1/stream/mic makes the host yield to the streamer's voice. The Realtime API of
+    `livehost serve` stays available on the same port.
+    """
+    _run(_settings(config, _overrides(**flags)), stream=True)
 
 
 @main.command()

@@ -83,6 +83,29 @@ class WebRTCSettings(Section):
     max_calls: int = Field(32, ge=1)
 
 
+class StreamSettings(Section):
+    """Livestream host mode (`livehost stream`): where chat comes from, where the stream goes, how the host behaves."""
+    character: Optional[str] = Field(None, description="the host (default: persona.character)")
+    twitch: Optional[str] = Field(None, description="Twitch channel whose chat the host reads")
+    twitch_nick: Optional[str] = Field(None, description="IRC nick (default: anonymous read-only justinfan login)")
+    twitch_token: Optional[str] = Field(None, description="oauth:... token for twitch_nick")
+    twitch_server: str = Field("irc.chat.twitch.tv:6697", description="host:port of the IRC server (TLS on 6697)")
+    bilibili: Optional[int] = Field(None, description="Bilibili live room id whose danmaku the host reads")
+    bilibili_key: Optional[str] = Field(None, description="danmaku token from Bilibili's getDanmuInfo (full data)")
+    rtmp: Optional[str] = Field(None, description="rtmp:// URL (or a .flv file) the avatar and voice are pushed to")
+    captions: bool = Field(True, description="burn the host's words into the video")
+    size: int = Field(512, ge=64, le=1920, description="video size in pixels (square)")
+    fps: int = Field(25, ge=5, le=60)
+    idle_after_s: Optional[float] = Field(None, gt=0, description="talk on its own after this much quiet chat "
+                                          "(default: the card's livestream.idle_after_s)")
+    gap_s: float = Field(0.8, ge=0, description="pause between two answers")
+    max_chars: int = Field(300, ge=10, description="longer chat messages are dropped (paid ones are cut)")
+    rate_limit: int = Field(3, ge=1, description="messages per viewer per rate_window_s that may be answered")
+    rate_window_s: float = Field(30.0, gt=0)
+    blocklist: list[str] = Field(default_factory=list, description="messages with these words are never read out")
+    mic_hold_s: float = Field(1.0, ge=0, description="after the streamer stops talking, wait this long")
+
+
 class ServerSettings(Section):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
@@ -113,6 +136,7 @@ class Settings(BaseSettings):
     persona: PersonaSettings = Field(default_factory=PersonaSettings)
     avatar: AvatarSettings = Field(default_factory=AvatarSettings)
     memory: MemorySettings = Field(default_factory=MemorySettings)
+    stream: StreamSettings = Field(default_factory=StreamSettings)
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings):

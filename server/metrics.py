@@ -15,3 +15,12 @@ SESSIONS_ACTIVE = Gauge("livehost_sessions_active", "open sessions", ["transport
 SESSIONS_TOTAL = Counter("livehost_sessions_total", "sessions opened", ["transport"])
 ERRORS = Counter("livehost_client_errors_total", "error events sent to clients", ["code"])
 REPLIES = Counter("livehost_replies_total", "replies by final status", ["status"])
+
+# livestream host mode
+STREAM_QUEUE_DEPTH = Gauge("livehost_stream_queue_depth", "chat events waiting to be answered")
+STREAM_CHAT = Counter("livehost_stream_chat_events_total", "chat events by what became of them: queued, collapsed "
+                      "(folded into an identical pending one) or the reason they were dropped", ["outcome"])
+STREAM_SPOKEN = Counter("livehost_stream_spoken_total", "host turns by kind (chat, idle, line) and final status",
+                        ["kind", "status"])
+STREAM_CHAT_TO_SPEECH = Histogram("livehost_stream_chat_to_speech_seconds", "chat event received to the first audio "
+                                  "of its answer", buckets=_BUCKETS + (20.0, 30.0, 60.0, 120.0))

@@ -1,0 +1,293 @@
+"""The livestream host: one per stream. Chat goes into a prioritised queue; the host answers one event at a time in
+character through the program out (the voice and the avatar that the RTMP stream carries), talks about its own
+topics when chat has been quiet, and falls silent while the streamer speaks. Operators pause, skip and inject lines
+(REST routes in routes.py).
+
+Every answer is an ordinary `Reply` (server/turn.py), so skipping, the streamer's voice and shutdown all cancel it
+the same way barge-in does in a conversation.
+"""
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from livehost.persona.dialogue import Dialogue
+from livehost.server import metrics
+from livehost.server.turn import Reply, ReplyPlan
+from livehost.speech.audio import AudioFormat
+
+from .events import ChatEvent, Message
+from .prompts import Addressed, chat_messages, idle_messages, lead_for, viewer_name
+from .queue import PRIORITY_NAMES, ChatQueue, QueuedItem, quote_for_llm
+
+log = logging.getLogger("livehost.stream")
+
+
+@dataclass
+class Turn:
+    kind: str                      # "chat", "idle" or "line" (an operator's)
+    item: Optional[QueuedItem] = None
+    text: str = ""                 # the topic (idle) or the line (line)
+
+
+class StreamHost:
+    def __init__(self, engines: Any, settings: Any, program: Any, character: Optional[str] = None):
+        s = settings.stream
+        self.engines, self.settings, self.program = engines, settings, program
+        self.character = engines.characters.get(character or s.character or settings.persona.character)
+        self.queue = ChatQueue(max_chars=s.max_chars, rate_limit=s.rate_limit, rate_window_s=s.rate_window_s,
+                               blocklist=s.blocklist)
+        self.dialogue = Dialogue(self.character, engines.llm)  # emotion tags -> prosody and expressions
+        card = self.character.livestream
+        self.idle_after_s = s.idle_after_s or (card.idle_after_s if card else 20.0)
+        self._topics = itertools.cycle(card.idle_topics) if card and card.idle_topics else None
+        self.history: deque[dict] = deque(maxlen=8)  # the stream's last few exchanges, for context
+        self.reply: Optional[Reply] = None
+        self.turn: Optional[Turn] = None
+        self.paused = False
+        self.streamer_speaking = False
+        self._quiet_until = 0.0  # after the streamer stops talking, the host waits a moment
+        self._lines: deque[str] = deque()
+        self._wake = asyncio.Event()
+        self._last_activity = time.monotonic()
+        self._greeted: set[str] = set()
+        self._writes: set[asyncio.Task] = set()
+        self.subscribers: set[asyncio.Queue] = set()
+        self.spoken = {"chat": 0, "idle": 0, "line": 0}
+        self._first_audio_pending = False
+
+    # ---- in: chat, operators, the streamer's voice ------------------------------------------------------------------
+
+    def ingest(self, event: ChatEvent) -> str:
+        """Offer one chat event; returns what became of it ("queued", "collapsed" or why it was dropped)."""
+        outcome = self.queue.push(event)
+        metrics.STREAM_CHAT.labels(outcome).inc()
+        metrics.STREAM_QUEUE_DEPTH.set(len(self.queue))
+        self._last_activity = time.monotonic()
+        self._wake.set()
+        return outcome
+
+    async def pump(self, source: Any) -> None:
+        """Feed a platform adapter's events (TwitchChat, BilibiliChat: anything with `events()`) into the queue."""
+        async for event in source.events():
+            self.ingest(event)
+
+    def pause(self, now: bool = False) -> None:
+        """Stop taking chat; `now` also cuts the current answer."""
+        self.paused = True
+        if now:
+            self._cancel("paused")
+        self._publish({"type": "livehost.stream.state", **self.state()})
+
+    def resume(self) -> None:
+        self.paused = False
+        self._last_activity = time.monotonic()
+        self._wake.set()
+        self._publish({"type": "livehost.stream.state", **self.state()})
+
+    def skip(self) -> bool:
+        """Cut the current answer; the host moves on to the next event. False when nothing was being said."""
+        return self._cancel("skipped")
+
+    def say(self, text: str) -> int:
+        """An operator's line, spoken as written before any more chat. Returns its place in line (1 = next)."""
+        self._lines.append(" ".join(text.split()))
+        self._wake.set()
+        return len(self._lines)
+
+    def streamer_voice(self, speaking: bool) -> None:
+        """The streamer's microphone heard speech start or stop: the host never talks over them."""
+        self.streamer_speaking = speaking
+        if speaking:
+            self._cancel("streamer_speaking")
+            if self.program.stage:
+                self.program.stage.mode("listening")
+        else:
+            self._quiet_until = time.monotonic() + self.settings.stream.mic_hold_s
+            self._last_activity = time.monotonic()
+            self._wake.set()
+
+    def streamer_said(self, text: str) -> None:
+        """What the streamer said goes into the context, so the host's next words can follow on from it."""
+        if text:
+            self.history.append({"role": "user", "content": f"(The streamer said: «{text}»)"})
+
+    def _cancel(self, reason: str) -> bool:
+        if self.reply is None:
+            return False
+        if self.reply.status == "in_progress":
+            self.reply.cancel(reason)  # stops the LLM, TTS, the queued voice and the mouth at once
+            return True
+        if self.program.speaking:  # all was sent already, the tail is still playing
+            self.program.clear()
+            if self.program.stage:
+                self.program.stage.clear()
+            return True
+        return False
+
+    # ---- the host's loop ---------------------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Answer, talk, wait: forever, until cancelled."""
+        log.info("%s is hosting (idle talk after %.0f s of quiet chat)", self.character.name, self.idle_after_s)
+        try:
+            while True:
+                turn = self._next_turn()
+                if turn is None:
+                    self._wake.clear()
+                    try:
+                        await asyncio.wait_for(self._wake.wait(), self._seconds_to_wait())
+                    except asyncio.TimeoutError:
+                        pass
+                    continue
+                await self._speak(turn)
+        finally:
+            self._cancel("stream_ended")
+            await asyncio.gather(*self._writes, return_exceptions=True)
+
+    def _next_turn(self) -> Optional[Turn]:
+        now = time.monotonic()
+        if self.paused or self.streamer_speaking or now < self._quiet_until:
+            return None
+        if self._lines:
+            return Turn("line", text=self._lines.popleft())
+        item = self.queue.next()
+        metrics.STREAM_QUEUE_DEPTH.set(len(self.queue))
+        if item is not None:
+            return Turn("chat", item=item)
+        if self._topics and now - self._last_activity >= self.idle_after_s:
+            return Turn("idle", text=next(self._topics))
+        return None
+
+    def _seconds_to_wait(self) -> Optional[float]:
+        """Until the next moment the host may speak on its own; None: only a wake-up (chat, resume) can change it."""
+        if self.paused or self.streamer_speaking:
+            return None
+        now = time.monotonic()
+        deadlines = [self._quiet_until] + ([self._last_activity + self.idle_after_s] if self._topics else [])
+        ahead = [d - now for d in deadlines if d > now]
+        return max(0.05, min(ahead)) if ahead else None
+
+    async def _speak(self, turn: Turn) -> None:
+        self.turn = turn
+        plan, llm, prompt = await self._plan(turn)
+        reply = self.reply = Reply(plan, llm, self.engines.tts, self._on_reply_event)
+        self._publish({"type": "livehost.stream.turn", "kind": turn.kind, **self._about(turn)})
+        self._first_audio_pending = turn.item is not None  # for the chat-to-speech latency
+        reply.start()
+        await reply.done.wait()
+        while reply.status == "completed" and self.program.queued_ms > 0:
+            await asyncio.sleep(0.05)  # the voice is still playing what was sent
+        self.program.set_caption(None)
+        metrics.STREAM_SPOKEN.labels(turn.kind, reply.status).inc()
+        self.spoken[turn.kind] += 1
+        heard = reply.heard
+        if heard:
+            self.history.append({"role": "user", "content": prompt})
+            self.history.append({"role": "assistant", "content": heard})
+        if turn.item is not None:
+            self._remember(turn.item.event)
+        self._publish({"type": "livehost.stream.said", "kind": turn.kind, "status": reply.status, "text": heard,
+                       **self._about(turn)})
+        self.reply, self.turn = None, None
+        self._last_activity = time.monotonic()
+        await asyncio.sleep(self.settings.stream.gap_s)
+
+    async def _plan(self, turn: Turn) -> tuple[ReplyPlan, Any, str]:
+        llm, script = self.engines.llm, None
+        if turn.kind == "line":
+            messages, script, prompt = [], turn.text, f"(You announced: {turn.text})"
+        elif turn.kind == "idle":
+            messages = idle_messages(self.character, list(self.history), turn.text)
+            prompt = f"(Chat was quiet; you brought up: {turn.text})"
+        else:
+            event = turn.item.event
+            memories, regular = await asyncio.to_thread(self._viewer, event)
+            messages = chat_messages(self.character, list(self.history), event, memories, regular)
+            prompt = quote_for_llm(event)
+            llm = Addressed(llm, *lead_for(event))
+        s = self.settings
+        plan = ReplyPlan(messages=messages, output_format=AudioFormat("audio/pcm", self.program.rate),
+                         max_tokens=s.llm.max_tokens, temperature=s.llm.temperature, lead_ms=s.server.output_lead_ms,
+                         audio_out=self.program, dialogue=self.dialogue, avatar=self.program.stage, script=script)
+        return plan, llm, prompt
+
+    def _on_reply_event(self, event: dict) -> None:
+        kind = event["type"]
+        if kind == "response.output_audio_transcript.delta":
+            if self._first_audio_pending and self.turn and self.turn.item:
+                self._first_audio_pending = False
+                metrics.STREAM_CHAT_TO_SPEECH.observe(self.queue.clock() - self.turn.item.enqueued_at)
+            self.program.set_caption(event["delta"].strip())
+        if kind.startswith(("response.output_audio_transcript", "livehost.emotion", "livehost.visemes")) or \
+                kind == "response.done":
+            self._publish(event)
+
+    # ---- viewers' memory ---------------------------------------------------------------------------------------------
+
+    def _key(self, event: ChatEvent) -> str:
+        return f"{event.platform}:{event.user_id}"
+
+    def _viewer(self, event: ChatEvent) -> tuple[list[str], bool]:
+        """What is known about this viewer, and whether they are a regular from earlier streams (not yet greeted)."""
+        memory = self.engines.memory
+        if memory is None or not self.character.memory.enabled:
+            return [], False
+        key, text = self._key(event), getattr(event, "text", "")
+        found = [m.text for m in memory.core(key, n=2)]
+        if text:
+            found += [m.text for m in memory.search(key, text, k=3) if m.text not in found]
+        regular = key not in self._greeted and memory.count(key) > 0
+        return found[: self.character.memory.max_memories_in_prompt], regular
+
+    def _remember(self, event: ChatEvent) -> None:
+        """After answering: this viewer has now been here (a regular next time), plus facts they stated."""
+        memory, key = self.engines.memory, self._key(event)
+        if memory is None or not self.character.memory.enabled or key in self._greeted:
+            self._greeted.add(key)
+            return
+        self._greeted.add(key)
+        from livehost.persona.memory import extract_facts
+        facts = extract_facts(event.text) if isinstance(event, Message) and self.character.memory.remember_facts \
+            else []
+        name = viewer_name(event)
+
+        def write() -> None:
+            memory.add(key, f"{name} has watched {self.character.name}'s streams before", kind="visit",
+                       importance=0.3)
+            for fact, importance in facts:
+                memory.add(key, fact.replace("The user", name), kind="fact", importance=importance)
+        task = asyncio.get_running_loop().create_task(asyncio.to_thread(write))
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+
+    # ---- out: state and events for overlays and operators ----------------------------------------------------------
+
+    def _about(self, turn: Turn) -> dict:
+        if turn.item is None:
+            return {"text_in": turn.text}
+        e = turn.item.event
+        return {"viewer": e.user_name, "platform": e.platform, "event": e.kind,
+                "priority": PRIORITY_NAMES[turn.item.priority], "text_in": getattr(e, "text", "")}
+
+    def state(self) -> dict:
+        now = None if self.turn is None else {"kind": self.turn.kind, **self._about(self.turn)}
+        return {"character": self.character.id, "paused": self.paused, "streamer_speaking": self.streamer_speaking,
+                "speaking": bool(self.program.speaking), "now": now, "lines_waiting": len(self._lines),
+                "spoken": dict(self.spoken), "queue": self.queue.stats()}
+
+    def subscribe(self, size: int = 500) -> asyncio.Queue:
+        q: asyncio.Queue = asyncio.Queue(maxsize=size)
+        self.subscribers.add(q)
+        return q
+
+    def _publish(self, event: dict) -> None:
+        for q in list(self.subscribers):
+            if q.full():  # a slow overlay loses old events, never stalls the host
+                q.get_nowait()
+            q.put_nowait(event)

@@ -1,0 +1,179 @@
+"""HTTP and WebSocket routes of livestream mode (mounted by `livehost stream`):
+
+    POST /v1/stream/chat     one chat event (or a list) in the ingest format (ingest.py)      API key
+    WS   /v1/stream/chat     the same, one JSON event or list per message; each gets a result  API key
+    GET  /v1/stream          what the host is doing: paused, speaking, now answering, queue     API key
+    POST /v1/stream/pause    {"now": false}: stop taking chat (now: also cut the current answer)
+    POST /v1/stream/resume
+    POST /v1/stream/skip     cut the current answer, go on with the next
+    POST /v1/stream/say      {"text": "..."}: the host says this line next, as written
+    WS   /v1/stream/mic      the streamer's microphone, binary pcm16 mono (?rate=16000): the host yields to it
+    WS   /v1/stream/events   what the host says, as it says it (overlays)            API key or client token
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request, WebSocket, WebSocketDisconnect
+from pydantic import BaseModel, Field
+
+from livehost.server.auth import presented_credential
+from livehost.speech.audio import AudioFormatError
+
+from .ingest import IngestError, parse_ingest
+from .mic import StreamerMic
+from .queue import sanitise
+
+log = logging.getLogger("livehost.stream")
+router = APIRouter(prefix="/v1/stream", tags=["livestream"])
+MAX_BATCH = 500
+
+
+class PauseBody(BaseModel):
+    now: bool = False
+
+
+class SayBody(BaseModel):
+    text: str = Field(min_length=1, max_length=500)
+
+
+def _host(request: Request) -> Any:
+    request.app.state.gate.require(request.headers, key_only=True)
+    return request.app.state.stream.host
+
+
+def ingest_payload(host: Any, payload: Any) -> dict:
+    """One event or a list of them -> {"outcome": ...} / {"error": ...} (or {"results": [...]} for a list)."""
+    if isinstance(payload, list):
+        if len(payload) > MAX_BATCH:
+            return {"error": f"at most {MAX_BATCH} events per batch, got {len(payload)}"}
+        return {"results": [ingest_payload(host, p) for p in payload]}
+    try:
+        return {"outcome": host.ingest(parse_ingest(payload))}
+    except IngestError as exc:
+        return {"error": str(exc)}
+
+
+@router.post("/chat", summary="Feed chat events (a bot or platform bridge)")
+async def post_chat(request: Request) -> dict:
+    host = _host(request)
+    try:
+        payload = await request.json()
+    except ValueError:
+        raise HTTPException(400, "the body is not valid JSON") from None
+    result = ingest_payload(host, payload)
+    if "error" in result:
+        raise HTTPException(400, result["error"])
+    return result
+
+
+@router.get("", summary="What the host is doing")
+async def state(request: Request) -> dict:
+    return _host(request).state()
+
+
+@router.post("/pause", summary="Stop taking chat")
+async def pause(request: Request, body: PauseBody | None = None) -> dict:
+    host = _host(request)
+    host.pause(now=bool(body and body.now))
+    return host.state()
+
+
+@router.post("/resume", summary="Take chat again")
+async def resume(request: Request) -> dict:
+    host = _host(request)
+    host.resume()
+    return host.state()
+
+
+@router.post("/skip", summary="Cut the current answer")
+async def skip(request: Request) -> dict:
+    return {"skipped": _host(request).skip()}
+
+
+@router.post("/say", summary="The host says this line next")
+async def say(request: Request, body: SayBody) -> dict:
+    text = sanitise(body.text)
+    if not text:
+        raise HTTPException(400, "text: nothing speakable is left after cleaning")
+    return {"position": _host(request).say(text), "text": text}
+
+
+async def _accepted(ws: WebSocket, key_only: bool) -> bool:
+    reason = ws.app.state.gate.why_not(presented_credential(ws.headers), key_only=key_only)
+    if reason:
+        await ws.close(code=1008, reason=reason)
+        return False
+    if getattr(ws.app.state, "stream", None) is None:
+        await ws.close(code=1011, reason="livestream mode is not running (start it with `livehost stream`)")
+        return False
+    await ws.accept()
+    return True
+
+
+@router.websocket("/chat")
+async def chat_socket(ws: WebSocket) -> None:
+    if not await _accepted(ws, key_only=True):
+        return
+    host, limit = ws.app.state.stream.host, ws.app.state.settings.server.max_message_bytes
+    try:
+        while True:
+            text = await ws.receive_text()
+            if len(text) > limit:
+                await ws.send_json({"error": f"message of {len(text)} bytes is over the limit of {limit}"})
+                continue
+            try:
+                payload = json.loads(text)
+            except ValueError as exc:
+                await ws.send_json({"error": f"the message is not valid JSON: {exc}"})
+                continue
+            await ws.send_json(ingest_payload(host, payload))
+    except WebSocketDisconnect:
+        return
+
+
+@router.websocket("/events")
+async def events_socket(ws: WebSocket) -> None:
+    if not await _accepted(ws, key_only=False):
+        return
+    host = ws.app.state.stream.host
+    queue = host.subscribe()
+    try:
+        await ws.send_json({"type": "livehost.stream.state", **host.state()})
+        while True:
+            await ws.send_json(await queue.get())
+    except (WebSocketDisconnect, RuntimeError):
+        return
+    finally:
+        host.subscribers.discard(queue)
+
+
+@router.websocket("/mic")
+async def mic_socket(ws: WebSocket) -> None:
+    if not await _accepted(ws, key_only=True):
+        return
+    stream = ws.app.state.stream
+    try:
+        mic = StreamerMic(stream.engines, stream.settings, stream.host, int(ws.query_params.get("rate", 16000)))
+    except (AudioFormatError, ValueError) as exc:
+        await ws.close(code=1003, reason=str(exc))
+        return
+    try:
+        while True:
+            message = await ws.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            if message.get("bytes") is None:
+                await ws.send_json({"error": "send the microphone as binary pcm16 frames"})
+                continue
+            try:
+                await mic.feed(message["bytes"])
+            except AudioFormatError as exc:
+                await ws.send_json({"error": str(exc)})
+    except (WebSocketDisconnect, RuntimeError, asyncio.CancelledError):
+        return
+    finally:
+        await mic.close()
