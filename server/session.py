@@ -269,6 +269,10 @@ class RealtimeSession:
                 self.avatar.mode("listening")
             self.emit("input_audio_buffer.speech_started", item_id=data["item_id"],
                       audio_start_ms=data["audio_start_ms"])
+        elif kind in ("onset", "onset_lost"):  # maybe the user: send no more reply audio until we know
+            td = self.config.turn_detection
+            if self.reply and td and td.interrupt_response:
+                self.reply.hold(kind == "onset")
         elif kind == "partial":
             self.emit("conversation.item.input_audio_transcription.delta", item_id=data["item_id"], content_index=0,
                       delta=data["delta"])

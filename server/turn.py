@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from livehost.speech.tts import Prosody
 
 log = logging.getLogger("livehost.turn")
 PIECE_MS = 100  # audio delta size: barge-in can stop between two pieces
+HOLD_MAX_S = 0.5  # a hold (voice heard, not yet a turn) always resolves sooner; never let one stall a reply
 
 
 @dataclass
@@ -84,6 +86,8 @@ class Reply:
         self._last_emotion: Optional[str] = None
         self.released_at = 0.0
         self._released = asyncio.Event()
+        self._go = asyncio.Event()  # cleared while held: the user may be starting to talk
+        self._go.set()
         self.done = asyncio.Event()
 
     # ---- control ---------------------------------------------------------------------------------------------------
@@ -99,6 +103,11 @@ class Reply:
             self._released.set()
         self.task = asyncio.get_running_loop().create_task(self._run(), name=f"reply {self.id}")
         return self.task
+
+    def hold(self, on: bool) -> None:
+        """Voice was heard but is not yet a turn: send nothing more until it is (cancel) or is not (resume).
+        The client still has the lead's audio to play, so a false alarm is never heard as a gap."""
+        (self._go.clear if on else self._go.set)()
 
     def cancel(self, reason: str) -> None:
         """Stop everywhere at once. Safe to call more than once."""
@@ -245,6 +254,10 @@ class Reply:
                 now = time.perf_counter()
                 if playout_end - now > self.plan.lead_ms / 1000:  # pace to real time, a small lead ahead
                     await asyncio.sleep(playout_end - now - self.plan.lead_ms / 1000)
+                if not self._go.is_set():  # checked last, right before the send
+                    with contextlib.suppress(asyncio.TimeoutError):
+                        await asyncio.wait_for(self._go.wait(), HOLD_MAX_S)
+                    self._go.set()
                 piece = pcm[i:i + step]
                 if self.sent_ms == 0:
                     self._first_audio()

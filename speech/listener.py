@@ -82,7 +82,10 @@ class Listener:
 
     def _on_frame(self, prob: float, end: int) -> None:
         ep, utt, ms = self.endpointer, self._utterance, RATE // 1000
+        was_onset = ep.onset
         event = ep.update(prob)
+        if ep.onset != was_onset and event != "start":  # the first voiced frame, or a false alarm ending
+            self.emit("onset" if ep.onset else "onset_lost", {})
         if event == "start":
             start = max(self._buffer_start, end - int((ep.start_lag_ms + self.config.prefix_padding_ms) * ms))
             self._utterance = utt = _Utterance(self.make_id(), start, voice_end=end, last_partial=end)

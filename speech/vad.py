@@ -105,6 +105,11 @@ class Endpointer:
         self._voiced_ms = 0.0
         self._gap_frames = 0
 
+    @property
+    def onset(self) -> bool:
+        """Voice heard but not yet long enough to be a turn: a reply should hold its breath, not stop."""
+        return self._onset_ms is not None and not self.in_speech
+
     def update(self, prob: float) -> EndpointEvent | None:
         if prob >= self.threshold:
             self._voiced = True

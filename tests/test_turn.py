@@ -17,3 +17,37 @@ def test_a_segment_cut_midway_keeps_the_share_heard():
 def test_nothing_heard():
     assert text_until(SEGMENTS, 0) == ""
     assert text_until([], 1234) == ""
+
+
+async def test_a_held_reply_sends_nothing_until_released_or_the_hold_expires(engines):
+    """Voice heard (not yet a turn): no more audio leaves; a false alarm resumes; a stuck hold expires."""
+    import asyncio
+    import time
+
+    from livehost.server.turn import HOLD_MAX_S, Reply, ReplyPlan
+    from livehost.speech.audio import AudioFormat
+
+    sent: list[float] = []
+
+    def emit(event):
+        if event["type"] == "response.output_audio.delta":
+            sent.append(time.perf_counter())
+    plan = ReplyPlan(messages=[], output_format=AudioFormat("audio/pcm", 24000), lead_ms=0,
+                     script="One two three four five six seven eight nine ten eleven twelve.")
+    reply = Reply(plan, engines.llm, engines.tts, emit)
+    reply.start()
+    while not sent:
+        await asyncio.sleep(0.005)
+    reply.hold(True)
+    await asyncio.sleep(0.01)  # the piece in flight may still go
+    count, held_at = len(sent), time.perf_counter()
+    await asyncio.sleep(0.2)
+    assert len(sent) == count  # nothing while held
+    reply.hold(False)
+    await asyncio.sleep(0.25)
+    assert len(sent) > count  # a false alarm: it goes on
+    reply.hold(True)
+    await asyncio.wait_for(reply.done.wait(), 10)  # never released: the hold expires by itself
+    assert reply.status == "completed"
+    gaps = [b - a for a, b in zip(sent, sent[1:])]
+    assert HOLD_MAX_S * 0.9 < max(gaps) < HOLD_MAX_S + 0.2 and held_at, gaps

@@ -57,6 +57,9 @@ class Stream:
     async def start(self) -> None:
         self._make_sinks()
         self._make_sources()
+        for sink in self.sinks:  # the encoder process connects first, or the stream's first frames are lost
+            if not await asyncio.to_thread(sink.wait_connected, 15.0):
+                log.error("the stream output %s is not connected: %s", sink.where, sink.error or "no answer yet")
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self.program.run(self.sinks), name="program out"),
                        loop.create_task(self.host.run(), name="stream host")]
