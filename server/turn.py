@@ -25,6 +25,7 @@ from livehost.speech.tts import Prosody
 
 log = logging.getLogger("livehost.turn")
 PIECE_MS = 100  # audio delta size: barge-in can stop between two pieces
+_SENTENCE_END = (".", "!", "?", "…", "。", "！", "？", "~", '"', "»", ")")
 HOLD_MAX_S = 0.5  # a hold (voice heard, not yet a turn) always resolves sooner; never let one stall a reply
 
 
@@ -84,6 +85,7 @@ class Reply:
         self.task: Optional[asyncio.Task] = None
         self.cancelled_at: Optional[float] = None
         self._last_emotion: Optional[str] = None
+        self._cut_short = False
         self.released_at = 0.0
         self._released = asyncio.Event()
         self._go = asyncio.Event()  # cleared while held: the user may be starting to talk
@@ -172,14 +174,15 @@ class Reply:
         if self.plan.script is not None:
             yield self.plan.script
             return
-        first = True
+        count = 0
         async for token in self.llm.stream(self.plan.messages, max_tokens=self.plan.max_tokens,
                                            temperature=self.plan.temperature):
             self.generated += token
-            if first:
+            if count == 0:
                 metrics.LLM_FIRST_TOKEN.observe(time.perf_counter() - self.created)
-                first = False
+            count += 1
             yield token
+        self._cut_short = count >= self.plan.max_tokens - 1  # stopped by max_tokens, likely mid-sentence
 
     async def _write(self, queue: asyncio.Queue) -> None:
         """Text mode producer: tokens as they come."""
@@ -214,10 +217,14 @@ class Reply:
         tokens = self._tokens()
         chunks = speakable_chunks(tokens)
         try:
+            spoke = False
             async for chunk in chunks:
                 emotion, text = tagger.feed(chunk) if tagger else ("neutral", chunk)
                 if not text:  # a chunk that was only a tag
                     continue
+                if self._cut_short and spoke and not text.rstrip().endswith(_SENTENCE_END):
+                    break  # the max_tokens cut left half a sentence: end on the last whole one instead
+                spoke = True
                 prosody = dialogue.prosody(emotion, self.plan.speed) if dialogue else Prosody(rate=self.plan.speed)
                 started = time.perf_counter()
                 # mouth shapes from the exact phoneme timings, made in the same worker thread as the audio

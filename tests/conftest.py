@@ -68,7 +68,7 @@ class RunningServer:
 
     def __exit__(self, *exc):
         self.server.should_exit = True
-        self.thread.join(10)
+        self.thread.join(30)
 
     def run_in_loop(self, coro):
         """Run a coroutine on the server's own event loop (to inspect its tasks)."""

@@ -51,3 +51,36 @@ async def test_a_held_reply_sends_nothing_until_released_or_the_hold_expires(eng
     assert reply.status == "completed"
     gaps = [b - a for a, b in zip(sent, sent[1:])]
     assert HOLD_MAX_S * 0.9 < max(gaps) < HOLD_MAX_S + 0.2 and held_at, gaps
+
+
+class _WordsLLM:
+    """Test double: streams fixed words as tokens."""
+
+    def __init__(self, words):
+        self.words = words
+
+    async def stream(self, messages, *, max_tokens, temperature):
+        for w in self.words[:max_tokens]:
+            yield w
+
+
+async def test_a_reply_cut_by_max_tokens_ends_on_its_last_whole_sentence(engines):
+    from livehost.server.turn import Reply, ReplyPlan
+    from livehost.speech.audio import AudioFormat
+
+    words = ["Hello ", "there, ", "friend. ", "I ", "think ", "that ", "the ", "best ", "part ", "is"]
+    said = []
+
+    async def speak(max_tokens):
+        said.clear()
+        plan = ReplyPlan(messages=[{"role": "user", "content": "hi"}], output_format=AudioFormat("audio/pcm", 24000),
+                         lead_ms=10_000, max_tokens=max_tokens)
+        reply = Reply(plan, _WordsLLM(words), engines.tts,
+                      lambda e: said.append(e["delta"]) if e["type"] == "response.output_audio_transcript.delta"
+                      else None)
+        reply.start()
+        await reply.done.wait()
+        return "".join(said).strip()
+
+    assert await speak(len(words)) == "Hello there, friend."  # cut off by max_tokens: the fragment is not spoken
+    assert (await speak(100)).endswith("the best part is")  # the model ended by itself: every word is kept

@@ -9,23 +9,47 @@ the same way barge-in does in a conversation.
 from __future__ import annotations
 
 import asyncio
+import base64
 import itertools
 import logging
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Callable, Optional
+
+import numpy as np
 
 from livehost.persona.dialogue import Dialogue
 from livehost.server import metrics
 from livehost.server.turn import Reply, ReplyPlan
-from livehost.speech.audio import AudioFormat
+from livehost.speech.audio import AudioFormat, Resampler, encode_audio
 
 from .events import ChatEvent, Message
 from .prompts import Addressed, chat_messages, idle_messages, lead_for, viewer_name
 from .queue import PRIORITY_NAMES, ChatQueue, QueuedItem, quote_for_llm
 
 log = logging.getLogger("livehost.stream")
+
+
+class _VoiceTap:
+    """The reply's voice goes to the program out; overlays subscribed to the host's events get a copy as Realtime
+    audio deltas (pcm16, 24 kHz), so a browser overlay can play and lip-sync the host as a stream source."""
+    OVERLAY = AudioFormat("audio/pcm", 24000)
+
+    def __init__(self, program: Any, publish: Callable[[dict], None], has_listeners: Callable[[], bool]):
+        self.program, self.publish, self.has_listeners = program, publish, has_listeners
+        self._resampler = Resampler(program.rate, self.OVERLAY.rate)
+        self.response_id = ""
+
+    def write(self, pcm: np.ndarray) -> None:
+        self.program.write(pcm)
+        if self.has_listeners():
+            data = encode_audio(self._resampler.process(pcm), self.OVERLAY)
+            self.publish({"type": "response.output_audio.delta", "response_id": self.response_id,
+                          "delta": base64.b64encode(data).decode()})
+
+    def clear(self) -> int:
+        return self.program.clear()
 
 
 @dataclass
@@ -58,6 +82,7 @@ class StreamHost:
         self._greeted: set[str] = set()
         self._writes: set[asyncio.Task] = set()
         self.subscribers: set[asyncio.Queue] = set()
+        self._voice = _VoiceTap(program, self._publish, lambda: bool(self.subscribers))
         self.spoken = {"chat": 0, "idle": 0, "line": 0}
         self._first_audio_pending = False
 
@@ -177,6 +202,7 @@ class StreamHost:
         self.turn = turn
         plan, llm, prompt = await self._plan(turn)
         reply = self.reply = Reply(plan, llm, self.engines.tts, self._on_reply_event)
+        self._voice.response_id = reply.id
         self._publish({"type": "livehost.stream.turn", "kind": turn.kind, **self._about(turn)})
         self._first_audio_pending = turn.item is not None  # for the chat-to-speech latency
         reply.start()
@@ -214,7 +240,7 @@ class StreamHost:
         s = self.settings
         plan = ReplyPlan(messages=messages, output_format=AudioFormat("audio/pcm", self.program.rate),
                          max_tokens=s.llm.max_tokens, temperature=s.llm.temperature, lead_ms=s.server.output_lead_ms,
-                         audio_out=self.program, dialogue=self.dialogue, avatar=self.program.stage, script=script)
+                         audio_out=self._voice, dialogue=self.dialogue, avatar=self.program.stage, script=script)
         return plan, llm, prompt
 
     def _on_reply_event(self, event: dict) -> None:
@@ -225,8 +251,8 @@ class StreamHost:
                 metrics.STREAM_CHAT_TO_SPEECH.observe(self.queue.clock() - self.turn.item.enqueued_at)
             self.program.set_caption(event["delta"].strip())
         if kind.startswith(("response.output_audio_transcript", "livehost.emotion", "livehost.visemes")) or \
-                kind == "response.done":
-            self._publish(event)
+                kind in ("response.created", "response.done"):
+            self._publish(event)  # Realtime-shaped, so the overlay page plays the host like a session's reply
 
     # ---- viewers' memory ---------------------------------------------------------------------------------------------
 
