@@ -7,8 +7,13 @@
 //   mic=1            listen to the default microphone (hands-free, server VAD), so the streamer can talk to it
 //   silence_ms=N     silence that ends a spoken turn (server VAD silence_duration_ms)
 //   bg=COLOUR        a background instead of transparency, e.g. bg=%2300ff00 for a chroma key
+//   stream=1         show and voice the livestream host (`livehost stream`) instead of a session of its own: its
+//                    character, its answers to chat, cut at once when an operator skips or the streamer talks
+//                    (/v1/stream/events; reconnects by itself). character, mic, silence_ms and the controller below
+//                    do not apply: operators use /v1/stream/say and /v1/stream/skip
+//   asker=1          with stream=1: the name of the viewer being answered, above the captions
 //
-// For now the overlay opens its own session (over the WebSocket, so the face is drawn here on a transparent
+// Without stream=1 the overlay opens its own session (over the WebSocket, so the face is drawn here on a transparent
 // canvas). A controller page on the same origin drives it with a BroadcastChannel named "livehost-overlay":
 //   new BroadcastChannel("livehost-overlay").postMessage({type: "say", text: "Welcome, everyone!"})
 //     -> the text becomes a user message and the host answers it aloud
@@ -24,23 +29,36 @@ if (bg && CSS.supports("color", bg)) document.body.style.background = bg;
 
 const avatar = new Avatar($("avatar"));
 avatar.start();
-const session = new LiveSession({origin: location.origin, character: params.get("character") || undefined,
-  transport: "websocket", silenceMs: params.get("silence_ms") ? Number(params.get("silence_ms")) : undefined, avatar});
+const stream = params.get("stream") === "1";
+const session = new LiveSession({origin: location.origin, transport: stream ? "stream" : "websocket", avatar,
+  character: params.get("character") || undefined,
+  silenceMs: params.get("silence_ms") ? Number(params.get("silence_ms")) : undefined});
 window.livehostDebug = Object.assign(session.debug, {avatar});
 
 // ---- captions -----------------------------------------------------------------------------------------------
 const captions = params.get("captions") === "1";
-$("captions").hidden = !captions;
+const asker = stream && params.get("asker") === "1";
+$("captions").hidden = !captions && !asker;
+$("caption-text").hidden = !captions;
 let captionId = null;
 let fadeTimer;
+function show() {
+  $("captions").classList.remove("fade");
+  clearTimeout(fadeTimer);
+}
 function caption(responseId, delta) {
   if (!captions) return;
   const text = $("caption-text");
   if (responseId !== captionId) { captionId = responseId; text.textContent = ""; }
   text.textContent = (text.textContent + delta).split(/(?<=[.!?。！？])\s+/).slice(-2).join(" ");
-  $("captions").classList.remove("fade");
-  clearTimeout(fadeTimer);
+  show();
 }
+session.on("livehost.stream.turn", (e) => {  // a new answer: who it is for (idle talk and operator lines: nobody)
+  $("asker").textContent = e.viewer || "";
+  $("asker").hidden = !asker || !e.viewer;
+  if (captions) $("caption-text").textContent = "";
+  if (asker && e.viewer) show();
+});
 session.on("response.output_audio_transcript.delta", (e) => caption(e.response_id, e.delta));
 session.on("response.output_text.delta", (e) => caption(e.response_id, e.delta));
 session.on("state", (state) => {
@@ -55,13 +73,18 @@ function notice(message) {
   $("notice").hidden = !message;
 }
 
+let characters = [];
+async function showCharacter(wanted) {
+  const character = characters.find((c) => c.id === wanted) || characters.find((c) => c.id === "lumi") || characters[0];
+  const name = character ? character.avatar : "lumi";
+  if (avatar.name !== name) await avatar.load(name);
+}
+
 async function start() {
   try {
-    const wanted = params.get("character");
-    const all = await listCharacters(location.origin);
-    const character = all.find((c) => c.id === wanted) || all.find((c) => c.id === "lumi") || all[0];
-    await avatar.load(character ? character.avatar : "lumi");
-    await session.connect({withMic: params.get("mic") === "1"});
+    characters = await listCharacters(location.origin);
+    if (!stream) await showCharacter(params.get("character"));  // stream: the host's, from livehost.stream.state
+    await session.connect({withMic: !stream && params.get("mic") === "1"});
     notice("");
   } catch (err) {
     notice(`${err.message} Retrying in 10 s.`);  // unattended in OBS: keep trying
@@ -69,8 +92,9 @@ async function start() {
   }
 }
 session.on("lost", () => { notice("The connection was lost. Reconnecting…"); setTimeout(start, 2000); });
+session.on("livehost.stream.state", (e) => showCharacter(e.character));
 
-new BroadcastChannel("livehost-overlay").onmessage = (m) => {
+if (!stream) new BroadcastChannel("livehost-overlay").onmessage = (m) => {
   const msg = m.data || {};
   if (msg.type === "say" && msg.text) session.sendText(String(msg.text));
   else if (msg.type === "interrupt") session.interrupt();

@@ -152,6 +152,7 @@ class StreamHost:
             self.program.clear()
             if self.program.stage:
                 self.program.stage.clear()
+            self._publish({"type": "output_audio_buffer.cleared", "response_id": self.reply.id})  # overlays stop too
             return True
         return False
 

@@ -110,7 +110,8 @@ async def _accepted(ws: WebSocket, key_only: bool) -> bool:
     if getattr(ws.app.state, "stream", None) is None:
         await ws.close(code=1011, reason="livestream mode is not running (start it with `livehost stream`)")
         return False
-    await ws.accept()
+    offered = [p.strip() for p in ws.headers.get("sec-websocket-protocol", "").split(",")]
+    await ws.accept(subprotocol="realtime" if "realtime" in offered else None)  # browsers drop an unanswered offer
     return True
 
 
@@ -141,14 +142,21 @@ async def events_socket(ws: WebSocket) -> None:
         return
     host = ws.app.state.stream.host
     queue = host.subscribe()
-    try:
+
+    async def forward() -> None:
         await ws.send_json({"type": "livehost.stream.state", **host.state()})
         while True:
             await ws.send_json(await queue.get())
+    sender = asyncio.create_task(forward())
+    try:  # overlays send nothing; reading notices them leave (and server shutdown) even while the host is quiet
+        while (await ws.receive())["type"] != "websocket.disconnect":
+            pass
     except (WebSocketDisconnect, RuntimeError):
-        return
+        pass
     finally:
+        sender.cancel()
         host.subscribers.discard(queue)
+        await asyncio.gather(sender, return_exceptions=True)
 
 
 @router.websocket("/mic")

@@ -180,15 +180,17 @@ class WSConnection extends Connection {
   }
 }
 
-/** Opens a WebSocket session; resolves once the server has sent `session.created`. */
-export function connectWebSocket({origin, token, timeoutMs = 10000}) {
-  const url = `${origin.replace(/^http/, "ws")}/v1/realtime?model=livehost`;
+/** Opens a WebSocket session; resolves once the server has sent `session.created`. With `path` (a read-only event
+ * feed such as the livestream host's /v1/stream/events) it resolves once open: nothing is sent there first. */
+export function connectWebSocket({origin, token, path, timeoutMs = 10000}) {
+  const url = `${origin.replace(/^http/, "ws")}${path || "/v1/realtime?model=livehost"}`;
   const protocols = ["realtime"];
   if (token) protocols.push(`openai-insecure-api-key.${token}`);
   return new Promise((resolve, reject) => {
     let ws;
     try { ws = new WebSocket(url, protocols); } catch (err) { return reject(new NetworkError(err.message)); }
     const timer = setTimeout(() => { ws.close(); reject(new NetworkError("the WebSocket did not open in time")); }, timeoutMs);
+    if (path) ws.onopen = () => { clearTimeout(timer); resolve(new WSConnection(ws)); };
     ws.onmessage = (m) => {
       const event = JSON.parse(m.data);
       if (event.type !== "session.created") return;

@@ -8,8 +8,10 @@ import {AudioOut, Microphone} from "./audio.js";
 export {LiveError};
 
 export class LiveSession {
-  /** options: origin, character, transport ("auto" | "webrtc" | "websocket"), mode ("vad" | "ptt"), silenceMs,
-   * iceTimeoutMs, output ("audio" | "text"), lang, tokenUrl, token (a ready token), avatar, onVideo(stream). */
+  /** options: origin, character, transport ("auto" | "webrtc" | "websocket" | "stream"), mode ("vad" | "ptt"),
+   * silenceMs, iceTimeoutMs, output ("audio" | "text"), lang, tokenUrl, token (a ready token), avatar, onVideo(stream).
+   * transport "stream": no conversation, only the livestream host's replies (/v1/stream/events), played and
+   * lip-synced like this session's own; nothing is sent. */
   constructor(options) {
     this.o = {transport: "auto", mode: "vad", output: "audio", iceTimeoutMs: 8000, ...options};
     this.audio = new AudioOut();
@@ -60,7 +62,7 @@ export class LiveSession {
       if (conn.transport === "webrtc" && this.video && this.o.onVideo) this.o.onVideo(this.video);
       this.debug.transport = conn.transport;
       conn.on("*", (e) => this.onEvent(e));
-      conn.send(this.sessionUpdate());
+      this.send(this.sessionUpdate());
       if (this.mic) await this.useMic();
     } catch (err) {
       if (this.conn) {  // connected, but the microphone could not join: start clean next time
@@ -78,6 +80,7 @@ export class LiveSession {
 
   async openTransport(token) {
     const {origin, transport, iceTimeoutMs} = this.o;
+    if (transport === "stream") return connectWebSocket({origin, token, path: "/v1/stream/events"});
     if (transport !== "websocket") {
       try {
         return await connectWebRTC({origin, token, mic: this.mic && this.mic.stream, iceTimeoutMs,
@@ -125,7 +128,7 @@ export class LiveSession {
     this.mic = null;
   }
 
-  send(event) { if (this.connected) this.conn.send(event); }
+  send(event) { if (this.connected && this.o.transport !== "stream") this.conn.send(event); }
 
   set(options) {
     Object.assign(this.o, options);
@@ -199,6 +202,13 @@ export class LiveSession {
     }
   }
 
+  /** The server cut the reply (e.g. a stream host's skip or the streamer talking): stop what is queued here too. */
+  cutByServer() {
+    if (this.conn.transport === "websocket") this.stopPlayback();
+    this.response.stopped = true;
+    if (this.o.avatar) this.o.avatar.clear();
+  }
+
   onTrack(track, stream) {
     if (track.kind === "audio") this.audio.attachStream(stream);
     else if (track.kind === "video") this.video = stream;  // shown once the call is up
@@ -248,8 +258,15 @@ export class LiveSession {
         if (this.o.avatar) this.o.avatar.pushVisemes(e);
         break;
       case "response.done":
-        if (r && e.response.id === r.id) { r.done = true; r.doneAt = performance.now(); }
+        if (r && e.response.id === r.id) {
+          r.done = true;
+          r.doneAt = performance.now();
+          if (e.response.status === "cancelled" && !r.stopped) this.cutByServer();
+        }
         this.awaiting = false;
+        break;
+      case "output_audio_buffer.cleared":  // the reply was all sent, then the server dropped its unplayed tail
+        if (r && !r.stopped) this.cutByServer();
         break;
       case "error":
         if (e.error && e.error.code === "input_audio_buffer_commit_empty") this.pttCommit = false;
