@@ -37,20 +37,20 @@ async def hosting(engines, settings, **stream):
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
-async def next_said(events: asyncio.Queue, timeout: float = 40.0) -> dict:
+async def next_event(events: asyncio.Queue, kind: str, timeout: float = 40.0) -> dict:
     async def wait():
-        while (e := await events.get())["type"] != "livehost.stream.said":
+        while (e := await events.get())["type"] != kind:
             pass
         return e
     return await asyncio.wait_for(wait(), timeout)
+
+
+async def next_said(events: asyncio.Queue, timeout: float = 40.0) -> dict:
+    return await next_event(events, "livehost.stream.said", timeout)
 
 
 async def next_turn(events: asyncio.Queue, timeout: float = 40.0) -> dict:
-    async def wait():
-        while (e := await events.get())["type"] != "livehost.stream.turn":
-            pass
-        return e
-    return await asyncio.wait_for(wait(), timeout)
+    return await next_event(events, "livehost.stream.turn", timeout)
 
 
 def msg(user: str, text: str, mention: bool = False) -> Message:

@@ -182,8 +182,11 @@ class StreamHost:
             return None
         if self._lines:
             return Turn("line", text=self._lines.popleft())
+        stale = self.queue.dropped.get("stale", 0)
         item = self.queue.next()
         metrics.STREAM_QUEUE_DEPTH.set(len(self.queue))
+        if self.queue.dropped.get("stale", 0) > stale:  # too old to answer: dropped on the way out
+            metrics.STREAM_CHAT.labels("stale").inc(self.queue.dropped["stale"] - stale)
         if item is not None:
             return Turn("chat", item=item)
         if self._topics and now - self._last_activity >= self.idle_after_s:
