@@ -26,9 +26,10 @@ from livehost.speech.audio import AudioFormat, Resampler, encode_audio
 
 from .events import ChatEvent, Message
 from .prompts import Addressed, chat_messages, idle_messages, lead_for, viewer_name
-from .queue import PRIORITY_NAMES, ChatQueue, QueuedItem, quote_for_llm
+from .queue import PRIORITY_NAMES, ChatQueue, QueuedItem
 
 log = logging.getLogger("livehost.stream")
+MAX_TURNS = 8  # exchanges kept as context; the 135M default model loses the thread beyond that anyway
 
 
 class _VoiceTap:
@@ -70,7 +71,10 @@ class StreamHost:
         card = self.character.livestream
         self.idle_after_s = s.idle_after_s or (card.idle_after_s if card else 20.0)
         self._topics = itertools.cycle(card.idle_topics) if card and card.idle_topics else None
-        self.history: deque[dict] = deque(maxlen=8)  # the stream's last few exchanges, for context
+        # The stream's recent exchanges, as sent to the LLM and as it answered: the next prompt starts with exactly
+        # the same messages, so llama.cpp's prompt cache holds and only the new chat line is read. Trimmed by half
+        # at a time (one cache miss every few turns), never one turn at a time (a miss every turn).
+        self._turns: list[list[dict]] = []
         self.reply: Optional[Reply] = None
         self.turn: Optional[Turn] = None
         self.paused = False
@@ -140,7 +144,7 @@ class StreamHost:
     def streamer_said(self, text: str) -> None:
         """What the streamer said goes into the context, so the host's next words can follow on from it."""
         if text:
-            self.history.append({"role": "user", "content": f"(The streamer said: «{text}»)"})
+            self._add_turn([{"role": "user", "content": f"(The streamer said: «{text}»)"}])
 
     def _cancel(self, reason: str) -> bool:
         if self.reply is None:
@@ -204,7 +208,7 @@ class StreamHost:
 
     async def _speak(self, turn: Turn) -> None:
         self.turn = turn
-        plan, llm, prompt = await self._plan(turn)
+        plan, llm, asked = await self._plan(turn)
         reply = self.reply = Reply(plan, llm, self.engines.tts, self._on_reply_event)
         self._voice.response_id = reply.id
         self._publish({"type": "livehost.stream.turn", "kind": turn.kind, **self._about(turn)})
@@ -217,9 +221,9 @@ class StreamHost:
         metrics.STREAM_SPOKEN.labels(turn.kind, reply.status).inc()
         self.spoken[turn.kind] += 1
         heard = reply.heard
-        if heard:
-            self.history.append({"role": "user", "content": prompt})
-            self.history.append({"role": "assistant", "content": heard})
+        if heard:  # what the LLM wrote when all of it was said (the cache holds it), else what was heard
+            said = reply.generated if reply.status == "completed" and reply.generated else heard
+            self._add_turn(asked + [{"role": "assistant", "content": said}])
         if turn.item is not None:
             self._remember(turn.item.event)
         self._publish({"type": "livehost.stream.said", "kind": turn.kind, "status": reply.status, "text": heard,
@@ -228,24 +232,35 @@ class StreamHost:
         self._last_activity = time.monotonic()
         await asyncio.sleep(self.settings.stream.gap_s)
 
-    async def _plan(self, turn: Turn) -> tuple[ReplyPlan, Any, str]:
-        llm, script = self.engines.llm, None
+    async def _plan(self, turn: Turn) -> tuple[ReplyPlan, Any, list[dict]]:
+        """The reply's plan, the LLM to use, and the messages this turn adds to the history."""
+        llm, script, history = self.engines.llm, None, self.history
         if turn.kind == "line":
-            messages, script, prompt = [], turn.text, f"(You announced: {turn.text})"
+            messages, script = [], turn.text
+            asked = [{"role": "user", "content": "(Make an announcement.)"}]
         elif turn.kind == "idle":
-            messages = idle_messages(self.character, list(self.history), turn.text)
-            prompt = f"(Chat was quiet; you brought up: {turn.text})"
+            messages = idle_messages(self.character, history, turn.text)
+            asked = messages[1 + len(history):]
         else:
             event = turn.item.event
             memories, regular = await asyncio.to_thread(self._viewer, event)
-            messages = chat_messages(self.character, list(self.history), event, memories, regular)
-            prompt = quote_for_llm(event)
+            messages = chat_messages(self.character, history, event, memories, regular)
+            asked = messages[1 + len(history):]
             llm = Addressed(llm, *lead_for(event))
         s = self.settings
         plan = ReplyPlan(messages=messages, output_format=AudioFormat("audio/pcm", self.program.rate),
                          max_tokens=s.llm.max_tokens, temperature=s.llm.temperature, lead_ms=s.server.output_lead_ms,
                          audio_out=self._voice, dialogue=self.dialogue, avatar=self.program.stage, script=script)
-        return plan, llm, prompt
+        return plan, llm, asked
+
+    @property
+    def history(self) -> list[dict]:
+        return [m for turn in self._turns for m in turn]
+
+    def _add_turn(self, messages: list[dict]) -> None:
+        self._turns.append(messages)
+        if len(self._turns) > MAX_TURNS:
+            del self._turns[: MAX_TURNS // 2]
 
     def _on_reply_event(self, event: dict) -> None:
         kind = event["type"]
