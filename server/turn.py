@@ -41,7 +41,7 @@ def text_until(segments: list[Segment], audio_end_ms: float) -> str:
     """The words spoken up to audio_end_ms; a segment cut midway keeps the share of words that was heard."""
     words: list[str] = []
     for seg in segments:
-        if audio_end_ms >= seg.end_ms:
+        if audio_end_ms >= seg.end_ms - 0.5:  # sent_ms is a float sum of pieces: never lose a word to rounding
             words.append(seg.text)
         elif audio_end_ms > seg.start_ms:
             parts = seg.text.split()
@@ -217,14 +217,15 @@ class Reply:
         tokens = self._tokens()
         chunks = speakable_chunks(tokens)
         try:
-            spoke = False
+            spoke = 0  # words said so far
             async for chunk in chunks:
                 emotion, text = tagger.feed(chunk) if tagger else ("neutral", chunk)
                 if not text:  # a chunk that was only a tag
                     continue
-                if self._cut_short and spoke and not text.rstrip().endswith(_SENTENCE_END):
-                    break  # the max_tokens cut left half a sentence: end on the last whole one instead
-                spoke = True
+                if self._cut_short and spoke >= 4 and len(text.split()) <= 12 and \
+                        not text.rstrip().endswith(_SENTENCE_END):
+                    break  # the max_tokens cut left a short half sentence: end on the last whole one instead
+                spoke += len(text.split())
                 prosody = dialogue.prosody(emotion, self.plan.speed) if dialogue else Prosody(rate=self.plan.speed)
                 started = time.perf_counter()
                 # mouth shapes from the exact phoneme timings, made in the same worker thread as the audio

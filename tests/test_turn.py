@@ -68,7 +68,7 @@ async def test_a_reply_cut_by_max_tokens_ends_on_its_last_whole_sentence(engines
     from livehost.server.turn import Reply, ReplyPlan
     from livehost.speech.audio import AudioFormat
 
-    words = ["Hello ", "there, ", "friend. ", "I ", "think ", "that ", "the ", "best ", "part ", "is"]
+    words = ["Hello ", "there, ", "my ", "good ", "friend. ", "I ", "think ", "that ", "the ", "best ", "part ", "is"]
     said = []
 
     async def speak(max_tokens):
@@ -82,5 +82,11 @@ async def test_a_reply_cut_by_max_tokens_ends_on_its_last_whole_sentence(engines
         await reply.done.wait()
         return "".join(said).strip()
 
-    assert await speak(len(words)) == "Hello there, friend."  # cut off by max_tokens: the fragment is not spoken
+    assert await speak(len(words)) == "Hello there, my good friend."  # cut off by max_tokens: the fragment is not spoken
     assert (await speak(100)).endswith("the best part is")  # the model ended by itself: every word is kept
+
+
+def test_rounding_of_the_sent_audio_never_drops_the_last_word():
+    segments = [Segment(0, 1000 / 3, "all of you")]
+    sent = sum(1000 * 800 / 24000 for _ in range(10))  # ten 800-sample pieces, summed as floats
+    assert sent < 1000 / 3 * 1.0000001 and text_until(segments, sent - 1e-9) == "all of you"

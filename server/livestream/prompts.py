@@ -46,9 +46,10 @@ def chat_messages(character: Any, history: list[dict], event: ChatEvent, memorie
     context = [f"Known about {name}:"] + [f"- {m}" for m in memories] if memories else []
     if regular:
         context.append(f"{name} is a regular viewer from earlier streams: welcome them back.")
-    if context:
-        messages.append({"role": "system", "content": "\n".join(context)})
-    messages.append({"role": "user", "content": f"{quote_for_llm(event)}\n({task_for(event)})"})
+    # the task goes in this note, not beside the chat line: the small default model echoes a bracketed task back
+    context.append(task_for(event))
+    messages.append({"role": "system", "content": "\n".join(context)})
+    messages.append({"role": "user", "content": quote_for_llm(event)})
     return messages
 
 
