@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from common import load_avg, machine, table, write_section
 from livehost.avatar.stage import AvatarStage
 from livehost.avatar.visemes import VisemeTrack
 from livehost.persona.character import BUILTIN_DIR, CharacterLibrary
@@ -65,15 +66,25 @@ async def main() -> None:
     ap.add_argument("--seconds", type=float, default=8.0)
     ap.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
     ap.add_argument("--url", help="where to stream (default: a temporary .flv file)")
+    ap.add_argument("--write", action="store_true", help="write the section 'stream_out' of RESULTS.md")
     args = ap.parse_args()
-    print(f"{'size':>5} {'stream s':>8} {'host CPU/s':>10} {'encoder CPU/s':>13} {'total':>6} "
-          f"{'render ms/frame':>15} {'encode ms/frame':>15} {'dropped':>7} {'skipped':>7}")
+    before = load_avg()
+    rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for size in args.sizes:
             r = await run(size, args.seconds, args.url or str(Path(tmp) / f"bench{size}.flv"))
-            print(f"{r['size']:>5} {r['stream_s']:>8.2f} {r['host_rtf']:>10.3f} {r['encoder_rtf']:>13.3f} "
-                  f"{r['host_rtf'] + r['encoder_rtf']:>6.3f} {r['render_ms']:>15.1f} {r['encode_ms']:>15.1f} "
-                  f"{r['dropped']:>7} {r['skipped']:>7}" + (f"  ERROR {r['error']}" if r["error"] else ""))
+            rows.append([r["size"], f"{r['stream_s']:.1f}", f"{r['host_rtf']:.3f}", f"{r['encoder_rtf']:.3f}",
+                         f"{r['host_rtf'] + r['encoder_rtf']:.3f}", f"{r['render_ms']:.1f}", f"{r['encode_ms']:.1f}",
+                         r["dropped"], r["skipped"]] + ([f"ERROR {r['error']}"] if r["error"] else []))
+    text = "\n".join([
+        "### stream_out — program out into the RTMP encoder (avatar, captions, H.264 + AAC)", "",
+        f"{machine()}. Load average before: {before}; after: {load_avg()}. Lumi at 25 fps, captions on, "
+        f"{args.seconds:.0f} s per size into a local .flv (the same encoder path as RTMP).", "",
+        table(["size px", "stream s", "host CPU per s", "encoder CPU per s", "total cores", "render ms/frame",
+               "encode ms/frame", "video dropped", "video skipped"], rows)])
+    print(text)
+    if args.write:
+        write_section("stream_out", text)
 
 
 if __name__ == "__main__":

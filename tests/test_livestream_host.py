@@ -165,3 +165,17 @@ async def test_addressed_says_the_name_once():
     assert await _collect(Addressed(_Scripted([]), "Ann, ", ("ann",))) == "Ann,"
     assert re.match(r"Thank you, Big! ", await _collect(
         Addressed(_Scripted(["Wow, ", "so kind."]), "Thank you, Big!", ("thank",))))
+
+
+async def test_a_skip_while_the_last_words_play_cuts_them_too(engines, settings):
+    async with hosting(engines, settings, idle_after_s=600) as (host, events):
+        host.say("Good evening everyone, and welcome to the show. Tonight we talk about music and games.")
+        await next_turn(events)
+        async def tail_playing():
+            while not (host.reply.status == "completed" and host.program.queued_ms > 200):
+                await asyncio.sleep(0.005)  # everything was sent (400 ms ahead); the end is still playing
+        await asyncio.wait_for(tail_playing(), 20)
+        assert host.skip()
+        cut = await next_said(events)
+        assert cut["status"] == "cancelled" and host.program.queued_ms == 0
+        assert 0 < len(cut["text"].split()) < 16, cut["text"]  # only the words heard

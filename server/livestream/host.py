@@ -21,7 +21,7 @@ import numpy as np
 
 from livehost.persona.dialogue import Dialogue
 from livehost.server import metrics
-from livehost.server.turn import Reply, ReplyPlan
+from livehost.server.turn import Reply, ReplyPlan, text_until
 from livehost.speech.audio import AudioFormat, Resampler, encode_audio
 
 from .events import ChatEvent, Message
@@ -89,6 +89,7 @@ class StreamHost:
         self._voice = _VoiceTap(program, self._publish, lambda: bool(self.subscribers))
         self.spoken = {"chat": 0, "idle": 0, "line": 0}
         self._first_audio_pending = False
+        self._tail_cut_ms = 0.0  # a skip after the whole answer was sent: how much of its end went unheard
 
     # ---- in: chat, operators, the streamer's voice ------------------------------------------------------------------
 
@@ -153,7 +154,7 @@ class StreamHost:
             self.reply.cancel(reason)  # stops the LLM, TTS, the queued voice and the mouth at once
             return True
         if self.program.speaking:  # all was sent already, the tail is still playing
-            self.program.clear()
+            self._tail_cut_ms = 1000 * self.program.clear() / self.program.rate
             if self.program.stage:
                 self.program.stage.clear()
             self._publish({"type": "output_audio_buffer.cleared", "response_id": self.reply.id})  # overlays stop too
@@ -207,7 +208,7 @@ class StreamHost:
         return max(0.05, min(ahead)) if ahead else None
 
     async def _speak(self, turn: Turn) -> None:
-        self.turn = turn
+        self.turn, self._tail_cut_ms = turn, 0.0
         plan, llm, asked = await self._plan(turn)
         reply = self.reply = Reply(plan, llm, self.engines.tts, self._on_reply_event)
         self._voice.response_id = reply.id
@@ -218,15 +219,18 @@ class StreamHost:
         while reply.status == "completed" and self.program.queued_ms > 0:
             await asyncio.sleep(0.05)  # the voice is still playing what was sent
         self.program.set_caption(None)
-        metrics.STREAM_SPOKEN.labels(turn.kind, reply.status).inc()
+        status, heard = reply.status, reply.heard
+        if self._tail_cut_ms:  # cut while its last words were still playing
+            status, heard = "cancelled", text_until(reply.segments, reply.sent_ms - self._tail_cut_ms)
+            self._tail_cut_ms = 0.0
+        metrics.STREAM_SPOKEN.labels(turn.kind, status).inc()
         self.spoken[turn.kind] += 1
-        heard = reply.heard
         if heard:  # what the LLM wrote when all of it was said (the cache holds it), else what was heard
-            said = reply.generated if reply.status == "completed" and reply.generated else heard
+            said = reply.generated if status == "completed" and reply.generated else heard
             self._add_turn(asked + [{"role": "assistant", "content": said}])
         if turn.item is not None:
             self._remember(turn.item.event)
-        self._publish({"type": "livehost.stream.said", "kind": turn.kind, "status": reply.status, "text": heard,
+        self._publish({"type": "livehost.stream.said", "kind": turn.kind, "status": status, "text": heard,
                        **self._about(turn)})
         self.reply, self.turn = None, None
         self._last_activity = time.monotonic()
