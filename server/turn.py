@@ -14,7 +14,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
-import numpy as np
 
 from livehost.avatar.visemes import VisemeTrack, to_event
 from livehost.server import metrics
