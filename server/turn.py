@@ -90,6 +90,7 @@ class Reply:
         self._go = asyncio.Event()  # cleared while held: the user may be starting to talk
         self._go.set()
         self.done = asyncio.Event()
+        self.written = asyncio.Event()  # the LLM has written all of it (the voice may still be speaking it)
 
     # ---- control ---------------------------------------------------------------------------------------------------
 
@@ -182,6 +183,7 @@ class Reply:
             count += 1
             yield token
         self._cut_short = count >= self.plan.max_tokens - 1  # stopped by max_tokens, likely mid-sentence
+        self.written.set()
 
     async def _write(self, queue: asyncio.Queue) -> None:
         """Text mode producer: tokens as they come."""

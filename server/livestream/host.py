@@ -90,6 +90,7 @@ class StreamHost:
         self.spoken = {"chat": 0, "idle": 0, "line": 0}
         self._first_audio_pending = False
         self._tail_cut_ms = 0.0  # a skip after the whole answer was sent: how much of its end went unheard
+        self._warm: Optional[asyncio.Task] = None
 
     # ---- in: chat, operators, the streamer's voice ------------------------------------------------------------------
 
@@ -179,6 +180,8 @@ class StreamHost:
                 await self._speak(turn)
         finally:
             self._cancel("stream_ended")
+            if self._warm:
+                self._warm.cancel()
             await asyncio.gather(*self._writes, return_exceptions=True)
 
     def _next_turn(self) -> Optional[Turn]:
@@ -215,6 +218,7 @@ class StreamHost:
         self._publish({"type": "livehost.stream.turn", "kind": turn.kind, **self._about(turn)})
         self._first_audio_pending = turn.item is not None  # for the chat-to-speech latency
         reply.start()
+        self._warm = asyncio.get_running_loop().create_task(self._warm_next(reply, asked))  # runs on past done
         await reply.done.wait()
         while reply.status == "completed" and self.program.queued_ms > 0:
             await asyncio.sleep(0.05)  # the voice is still playing what was sent
@@ -257,14 +261,35 @@ class StreamHost:
                          audio_out=self._voice, dialogue=self.dialogue, avatar=self.program.stage, script=script)
         return plan, llm, asked
 
+    async def _warm_next(self, reply: Reply, asked: list[dict]) -> None:
+        """While this answer is still being spoken, have the LLM read the prompt of the next chat answer (one token),
+        so its prompt cache holds it when that turn comes: the next answer then starts after a short read."""
+        await reply.written.wait()
+        item = self.queue.peek()
+        if item is None or not reply.generated or self.engines.llm is None:
+            return
+        event = item.event
+        memories, regular = await asyncio.to_thread(self._viewer, event)
+        turns = self._with_turn(asked + [{"role": "assistant", "content": reply.generated}])
+        history = [m for turn in turns for m in turn]
+        stream = self.engines.llm.stream(chat_messages(self.character, history, event, memories, regular),
+                                         max_tokens=1, temperature=0.0)
+        try:
+            async for _ in stream:
+                pass
+        finally:
+            await stream.aclose()
+
     @property
     def history(self) -> list[dict]:
         return [m for turn in self._turns for m in turn]
 
+    def _with_turn(self, messages: list[dict]) -> list[list[dict]]:
+        turns = self._turns + [messages]
+        return turns[MAX_TURNS // 2:] if len(turns) > MAX_TURNS else turns
+
     def _add_turn(self, messages: list[dict]) -> None:
-        self._turns.append(messages)
-        if len(self._turns) > MAX_TURNS:
-            del self._turns[: MAX_TURNS // 2]
+        self._turns = self._with_turn(messages)
 
     def _on_reply_event(self, event: dict) -> None:
         kind = event["type"]
