@@ -16,7 +16,7 @@ import av
 import numpy as np
 import pytest
 
-from conftest import load_speech
+from conftest import _free_port, load_speech
 from livehost.avatar.stage import AvatarStage
 from livehost.avatar.visemes import VisemeTrack
 from livehost.persona.character import BUILTIN_DIR, CharacterLibrary
@@ -31,11 +31,6 @@ needs_rtmp_server = pytest.mark.skipif(
     not (NGINX and RTMP_MODULE and FFPROBE),
     reason="needs nginx with its RTMP module and ffprobe: apt-get install nginx-light libnginx-mod-rtmp ffmpeg")
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Nginx:

@@ -14,14 +14,10 @@ import pytest
 from livehost.server.livestream.events import Gift, Join, Message
 from livehost.server.livestream.queue import PAID, ChatQueue
 from livehost.server.livestream.twitch import TwitchChat, parse_line
+from conftest import _free_port
 
 NGIRCD = shutil.which("ngircd") or next((p for p in ("/usr/sbin/ngircd",) if shutil.os.path.exists(p)), None)
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

@@ -85,6 +85,3 @@ class Stream:
             await asyncio.to_thread(sink.close)
         await self.host.dialogue.close()
 
-    def state(self) -> dict:
-        return self.host.state()
-
