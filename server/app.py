@@ -11,6 +11,7 @@ from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from livehost import web_client
 from livehost.server import metrics
 from livehost.server.auth import Gate
 from livehost.server.config import Settings
@@ -18,7 +19,7 @@ from livehost.server.engines import Engines
 from livehost.server.realtime_ws import realtime_websocket
 from livehost.server.webrtc import create_call, hangup_call
 
-WEB_CLIENT = Path(__file__).resolve().parent.parent / "web_client"
+WEB_CLIENT = Path(web_client.__file__).parent  # the source tree (editable install) or site-packages
 
 
 def create_app(settings: Settings, engines: Optional[Engines] = None, stream: bool = False) -> FastAPI:
