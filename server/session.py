@@ -221,9 +221,11 @@ class RealtimeSession:
                   audio_end_ms=event.audio_end_ms)
 
     async def _on_response_create(self, event) -> None:
-        if self.reply:
+        if self.reply and self.reply.status == "in_progress":
             raise ProtocolError("the conversation already has an active response",
                                 code="conversation_already_has_active_response")
+        if self.reply:  # cancelled a moment ago (response.cancel, then response.create): it is winding down
+            await self.reply.done.wait()
         options = event.response or {}
         limit = options.get("max_output_tokens")
         if limit is not None and limit != "inf" and not (isinstance(limit, int) and 1 <= limit <= 4096):

@@ -189,3 +189,27 @@ async def test_response_cancel_and_truncate(server):
         retrieved = await collect(conn, "conversation.item.retrieved")
     assert truncated[-1].audio_end_ms == 0
     assert retrieved[-1].item.content[0].transcript == ""
+
+
+async def test_cancel_then_a_new_turn_at_once(server):
+    """What a page does when the user types while a reply is playing: response.cancel, conversation.item.create and
+    response.create, back to back. The new turn is answered (the cancelled reply is still winding down when the
+    request comes: it must not be refused as 'already active')."""
+    async with client_for(server).realtime.connect(model="livehost") as conn:
+        await conn.session.update(session={"type": "realtime", "max_output_tokens": 200,
+                                           "audio": {"input": {"turn_detection": None}}})
+        await conn.conversation.item.create(item={"type": "message", "role": "user", "content": [
+            {"type": "input_text", "text": "Describe the ocean in many sentences."}]})
+        await conn.response.create()
+        events = await collect(conn, "response.output_audio.delta")
+        await conn.response.cancel()
+        await conn.conversation.item.create(item={"type": "message", "role": "user", "content": [
+            {"type": "input_text", "text": "Say hello."}]})
+        await conn.response.create()
+        events += await collect(conn, "response.done")
+        events += await collect(conn, "response.done")
+    errors = [e.error.code for e in events if e.type == "error"]
+    assert not errors, errors
+    first, second = [e.response for e in events if e.type == "response.done"]
+    assert first.status == "cancelled" and second.status == "completed" and second.id != first.id
+    assert any(e.type == "response.output_audio.delta" and e.response_id == second.id for e in events)

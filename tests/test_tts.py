@@ -1,6 +1,7 @@
 """Piper TTS with the bundled voice (real inference, CPU), closed through Whisper tiny.en."""
 from __future__ import annotations
 
+import difflib
 import re
 import threading
 
@@ -117,4 +118,8 @@ def test_round_trip_through_asr(tts):
     audio = joined(chunks).astype(np.float32) / 32768.0
     audio16 = soxr.resample(audio, chunks[0].sample_rate, 16000).astype(np.float32)
     text = FasterWhisperASR("tiny.en", cpu_threads=2).transcribe(audio16).text
-    assert "quick brown fox" in " ".join(re.sub(r"[^a-z ]+", " ", text.lower()).split()), text
+    # Piper's voice varies a little from run to run (its noise), and tiny.en then sometimes mishears a word
+    # ("quit brown fox"): most words, in order, must come back
+    heard = re.sub(r"[^a-z ]+", " ", text.lower()).split()
+    said = "the quick brown fox jumps over the lazy dog".split()
+    assert difflib.SequenceMatcher(None, said, heard).ratio() >= 0.8, text
