@@ -54,6 +54,7 @@ async def test_stream_answers_a_chat_burst_and_goes_out_over_rtmp(ircd, settings
                 assert (await http.post("/v1/stream/pause", headers={"Authorization": "Bearer nope"})).status_code \
                     == 401
                 assert (await http.post("/v1/stream/pause")).json()["paused"]
+                duplicates_before = _duplicates((await http.get("/metrics")).text)  # one registry per process
                 await wait_for(lambda: _true(stream.sources[0].joined.is_set()), 15, "the host to join #show")
 
                 viewers = await asyncio.gather(*(Viewer(f"viewer{i}").connect(ircd, "#show") for i in range(38)))
@@ -100,7 +101,7 @@ async def test_stream_answers_a_chat_burst_and_goes_out_over_rtmp(ircd, settings
     assert "pineapple" not in " ".join(s["text"].lower() for s in said)  # orders in chat are never obeyed
     assert all(c["viewer"].lower() in c["text"].lower() for c in chat), chat  # every answer names its viewer
     assert state["queue"]["dropped"]["duplicate"] == 40 and state["spoken"]["line"] == 1
-    assert re.search(r'livehost_stream_chat_events_total\{outcome="duplicate"\} 40', metrics)
+    assert _duplicates(metrics) - duplicates_before == 40
     assert re.search(r"livehost_stream_chat_to_speech_seconds_count [1-9]", metrics)
     assert re.search(r"livehost_stream_queue_depth [1-9]", metrics)
 
@@ -113,13 +114,18 @@ async def test_stream_answers_a_chat_burst_and_goes_out_over_rtmp(ircd, settings
     assert abs(float(info["format"]["duration"]) - played_s) < 1.0, (info["format"]["duration"], played_s)
     heard = _transcribe(engines.asr, recorded).lower()
     assert "see you tomorrow" in heard, heard  # the operator's line, as it went out on the stream
-    assert "patron" in heard, heard
+    assert re.search(r"patr(e)?on", heard), heard  # Whisper may spell the name as the website
 
 
 def _true(value) -> "asyncio.Future":
     async def done():
         return value
     return done()
+
+
+def _duplicates(metrics: str) -> float:
+    found = re.search(r'livehost_stream_chat_events_total\{outcome="duplicate"\} (\S+)', metrics)
+    return float(found.group(1)) if found else 0.0
 
 
 async def _state_at_least(http: httpx.AsyncClient, received: int) -> bool:
@@ -140,6 +146,6 @@ def _transcribe(asr, path) -> str:
         chunks = [f.to_ndarray().reshape(-1) for frame in container.decode(audio=0) for f in resampler.resample(frame)]
     audio = np.concatenate(chunks).astype(np.float32) / 32768
     loud = np.convolve(np.abs(audio) > 0.01, np.ones(8000), "same") > 0  # speech plus half a second around it
-    edges = np.flatnonzero(np.diff(loud.astype(int)))
-    spans = list(zip(edges[::2], edges[1::2])) if loud[0] == 0 else []
+    edges = np.flatnonzero(np.diff(np.r_[False, loud, False].astype(int)))  # a span may start or end the recording
+    spans = list(zip(edges[::2], edges[1::2]))
     return " ".join(asr.transcribe(audio[a:b]).text for a, b in spans if b - a > 8000)

@@ -168,12 +168,14 @@ async def test_addressed_says_the_name_once():
 
 
 async def test_a_skip_while_the_last_words_play_cuts_them_too(engines, settings):
-    async with hosting(engines, settings, idle_after_s=600) as (host, events):
+    # the voice is sent 1.5 s ahead, so that a slow machine's TTS still gets that far ahead of the speaker
+    ahead = settings.model_copy(update={"server": settings.server.model_copy(update={"output_lead_ms": 1500})})
+    async with hosting(engines, ahead, idle_after_s=600) as (host, events):
         host.say("Good evening everyone, and welcome to the show. Tonight we talk about music and games.")
         await next_turn(events)
         async def tail_playing():
-            while not (host.reply.status == "completed" and host.program.queued_ms > 200):
-                await asyncio.sleep(0.005)  # everything was sent (400 ms ahead); the end is still playing
+            while not (host.reply.status == "completed" and host.program.queued_ms > 500):
+                await asyncio.sleep(0.005)  # everything was sent; the end is still playing
         await asyncio.wait_for(tail_playing(), 20)
         assert host.skip()
         cut = await next_said(events)

@@ -198,7 +198,9 @@ async def test_silent_server_never_holds_up_the_host():
                                   connect_timeout=1.5)
         worst = await _play(program, [publisher], 10.0, until=lambda: publisher.failed)
         assert publisher.failed and "no answer" in publisher.error
-        assert worst < 0.1, f"the event loop was held up {1000 * worst:.0f} ms"
+        # the bug this guards against holds the loop for the whole 1.5 s connect timeout; a busy 2-core machine can
+        # add a few tens of ms of its own
+        assert worst < 0.5, f"the event loop was held up {1000 * worst:.0f} ms"
         publisher.close()
 
 
@@ -221,15 +223,17 @@ class Recorder:
 async def test_clock_runs_at_real_time_and_clear_drops_queued_audio():
     program, sink = ProgramOut(size=(320, 180)), Recorder()
     tone = (np.sin(np.arange(48000) * 2 * np.pi * 440 / 48000) * 8000).astype(np.int16)
-    lag = []
+    lag, cut = [], []
 
     async def script():
         t0 = time.perf_counter()
         program.write(tone)  # 1 s of voice
         await asyncio.sleep(0.3)
-        assert program.speaking and abs(program.queued_ms - 700) < 60
+        left_s = 1 - (time.perf_counter() - t0)  # the sleep may overshoot on a busy machine
+        assert program.speaking and abs(program.queued_ms - 1000 * left_s) < 60
         dropped = program.clear()
-        assert abs(dropped - 0.7 * 48000) < 0.06 * 48000 and not program.speaking and program.queued_ms == 0
+        cut.append(int(program.clock_ms() // 20) + 2)  # the 20 ms pieces from here on are silent
+        assert abs(dropped - left_s * 48000) < 0.06 * 48000 and not program.speaking and program.queued_ms == 0
         time.sleep(0.2)  # a stall of the event loop: the clock must catch up, not fall behind
         for _ in range(40):  # the loop itself never holds the event loop for long
             t = time.perf_counter()
@@ -241,5 +245,6 @@ async def test_clock_runs_at_real_time_and_clear_drops_queued_audio():
     assert sink.audio_pts == list(range(0, 960 * len(sink.audio_pts), 960))
     assert sink.video_pts == sorted(set(sink.video_pts)) and program.skipped_video > 0  # the stall's frames
     assert sink.shape == (180, 320, 3)
-    assert max(sink.peaks[:10]) > 7000 and max(sink.peaks[20:]) == 0  # the tone, then silence after clear()
+    assert len(sink.peaks) > cut[0] + 10
+    assert max(sink.peaks[:10]) > 7000 and max(sink.peaks[cut[0]:]) == 0  # the tone, then silence after clear()
     assert np.median(lag) < 0.01, f"event loop lag {1000 * np.median(lag):.1f} ms"

@@ -70,10 +70,11 @@ async def test_spoken_facts_survive_restart_per_user(settings, engines, tmp_path
         heard = next(e["transcript"] for e in events
                      if e["type"] == "conversation.item.input_audio_transcription.completed")
         assert "ada" in heard.lower() and "peanut" in heard.lower(), heard
-        for _ in range(50):  # memory writes happen off the reply's path
+        for _ in range(300):  # memory writes happen off the reply's path
             if len(await memories(srv, "ada")) >= 2:
                 break
             await asyncio.sleep(0.1)
+        assert len(await memories(srv, "ada")) >= 2, "the memory write did not finish within 30 s"
     live.memory.close(), live.knowledge.close()  # the server is gone
 
     spy = SpyLLM(engines.llm)

@@ -80,11 +80,25 @@ async def test_emotion_tags_never_spoken_and_prosody_changes(settings, engines):
     assert loudness(sad) < loudness(happy) * 0.9, (loudness(sad), loudness(happy))
 
 
-async def test_avatar_frames_over_websocket(server):
-    """Clients without WebRTC can ask for the face as images; they move while the reply speaks."""
+async def test_avatar_frames_over_websocket(settings, engines):
+    """Clients without WebRTC can ask for the face as images; they move while the reply speaks. The reply is scripted
+    (about 3 s of voice): the model's own answer to "Hi!" can be one short word."""
     import io
 
     from PIL import Image
+    llm = ScriptedLLM("Hello there! It is lovely to see you again, my friend.")
+    with RunningServer(create_app(settings, dataclasses.replace(engines, llm=llm)), _free_port()) as srv:
+        events = await _frames_of_a_reply(srv)
+    frames = [e for e in events if e["type"] == "livehost.avatar.frame"]
+    assert len(frames) >= 10
+    images = [np.asarray(Image.open(io.BytesIO(base64.b64decode(f["data"])))) for f in frames]
+    assert images[0].shape == (256, 256, 3)
+    assert len({img.tobytes() for img in images}) > 3, "the face did not move"
+    visemes = [e for e in events if e["type"] == "livehost.visemes"]
+    assert visemes and visemes[0]["visemes"], "no viseme timings for client-side renderers"
+
+
+async def _frames_of_a_reply(server) -> list[dict]:
     raw = await connect(server)
     try:
         await raw.send({"type": "session.update", "session": {"livehost": {"avatar_frames": {"fps": 10}}}})
@@ -97,10 +111,4 @@ async def test_avatar_frames_over_websocket(server):
         await raw.until("session.updated")
     finally:
         await raw.ws.close()
-    frames = [e for e in events if e["type"] == "livehost.avatar.frame"]
-    assert len(frames) >= 10
-    images = [np.asarray(Image.open(io.BytesIO(base64.b64decode(f["data"])))) for f in frames]
-    assert images[0].shape == (256, 256, 3)
-    assert len({img.tobytes() for img in images}) > 3, "the face did not move"
-    visemes = [e for e in events if e["type"] == "livehost.visemes"]
-    assert visemes and visemes[0]["visemes"], "no viseme timings for client-side renderers"
+    return events

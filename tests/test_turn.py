@@ -36,8 +36,11 @@ async def test_a_held_reply_sends_nothing_until_released_or_the_hold_expires(eng
                      script="One two three four five six seven eight nine ten eleven twelve.")
     reply = Reply(plan, engines.llm, engines.tts, emit)
     reply.start()
-    while not sent:
-        await asyncio.sleep(0.005)
+
+    async def first_audio():
+        while not sent:
+            await asyncio.sleep(0.005)
+    await asyncio.wait_for(first_audio(), 30)
     reply.hold(True)
     await asyncio.sleep(0.01)  # the piece in flight may still go
     count, held_at = len(sent), time.perf_counter()
@@ -50,7 +53,8 @@ async def test_a_held_reply_sends_nothing_until_released_or_the_hold_expires(eng
     await asyncio.wait_for(reply.done.wait(), 10)  # never released: the hold expires by itself
     assert reply.status == "completed"
     gaps = [b - a for a, b in zip(sent, sent[1:])]
-    assert HOLD_MAX_S * 0.9 < max(gaps) < HOLD_MAX_S + 0.2 and held_at, gaps
+    # the hold, plus at most one 100 ms piece and a busy machine's scheduling
+    assert HOLD_MAX_S * 0.9 < max(gaps) < HOLD_MAX_S + 0.4 and held_at, gaps
 
 
 class _WordsLLM:

@@ -62,12 +62,12 @@ async def test_fit_never_waits_for_a_slow_summarizer():
     messages = conversation(20)
     started = time.perf_counter()
     summary, recent = await window.fit(messages, summarize)
-    assert time.perf_counter() - started < 0.05
+    assert time.perf_counter() - started < 0.5  # the summarizer takes 5 s; the margin is for a busy machine
     assert summary and window.summarizing
     messages += conversation(6)  # more turns while the summary is still being written
     started = time.perf_counter()
     summary, recent = await window.fit(messages, summarize)
-    assert time.perf_counter() - started < 0.05
+    assert time.perf_counter() - started < 0.5  # the summarizer takes 5 s; the margin is for a busy machine
     assert total(summary, recent) <= 200
     window.close()
     await asyncio.sleep(0)
