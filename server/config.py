@@ -104,6 +104,8 @@ class StreamSettings(Section):
     rate_window_s: float = Field(30.0, gt=0)
     blocklist: list[str] = Field(default_factory=list, description="messages with these words are never read out")
     mic_hold_s: float = Field(1.0, ge=0, description="after the streamer stops talking, wait this long")
+    paid_interrupts: bool = Field(True, description="a paid message (super chat, gift, bits) arriving mid-answer: "
+                                  "the host ends its sentence and answers it next (idle talk always gives way to chat)")
 
 
 class ServerSettings(Section):

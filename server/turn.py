@@ -85,6 +85,7 @@ class Reply:
         self.cancelled_at: Optional[float] = None
         self._last_emotion: Optional[str] = None
         self._cut_short = False
+        self.wrapped = False  # asked to end after the sentence being said
         self.released_at = 0.0
         self._released = asyncio.Event()
         self._go = asyncio.Event()  # cleared while held: the user may be starting to talk
@@ -110,6 +111,11 @@ class Reply:
         """Voice was heard but is not yet a turn: send nothing more until it is (cancel) or is not (resume).
         The client still has the lead's audio to play, so a false alarm is never heard as a gap."""
         (self._go.clear if on else self._go.set)()
+
+    def wrap_up(self) -> None:
+        """End after the sentence being said (something more urgent waits): never a cut mid-word, and what was not
+        yet said is not sent. The reply completes with what was heard."""
+        self.wrapped = True
 
     def cancel(self, reason: str) -> None:
         """Stop everywhere at once. Safe to call more than once."""
@@ -247,7 +253,7 @@ class Reply:
         rate = self.plan.output_format.rate
         step = rate * PIECE_MS // 1000
         playout_end = time.perf_counter()  # when the client will have played everything sent so far
-        while (item := await queue.get()) is not None:
+        while not (self.wrapped and self.segments) and (item := await queue.get()) is not None:
             if isinstance(item, Exception):
                 raise item
             text, pcm, emotion, track = item

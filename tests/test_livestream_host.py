@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import re
+import time
 
 import numpy as np
 import pytest
@@ -15,6 +17,7 @@ from livehost.server.livestream.host import StreamHost
 from livehost.server.livestream.mic import StreamerMic
 from livehost.server.livestream.program import ProgramOut
 from livehost.server.livestream.prompts import Addressed
+from test_persona_e2e import ScriptedLLM
 
 
 def stream_settings(settings, **stream):
@@ -181,3 +184,40 @@ async def test_a_skip_while_the_last_words_play_cuts_them_too(engines, settings)
         cut = await next_said(events)
         assert cut["status"] == "cancelled" and host.program.queued_ms == 0
         assert 0 < len(cut["text"].split()) < 15, cut["text"]  # only the words heard (the line has 15)
+
+
+async def test_idle_talk_gives_way_to_chat_and_an_answer_to_a_super_chat(engines, settings):
+    """Chat arriving during idle talk, and a super chat arriving during an answer: the host ends the sentence it is
+    saying (never mid-word) and turns to them, instead of finishing a long monologue first. The LLM is scripted
+    here: a story of twelve sentences, about half a minute of voice."""
+    story = ScriptedLLM(" ".join(f"This is sentence number {n} of my long story." for n in range(1, 13)))
+
+    async def speaking():
+        while not host.program.speaking:
+            await asyncio.sleep(0.02)
+
+    async with hosting(dataclasses.replace(engines, llm=story), settings, idle_after_s=0.5) as (host, events):
+        assert (await next_turn(events))["kind"] == "idle"
+        await asyncio.wait_for(speaking(), 30)
+        asked = time.monotonic()
+        host.ingest(msg("Ann", "hello there, what are you up to?"))
+        idle = await next_said(events, 20)
+        assert idle["kind"] == "idle" and idle["status"] == "completed"
+        assert 1 <= idle["text"].count("sentence number") < 12, idle["text"]
+        assert idle["text"].rstrip().endswith(".") or idle["text"].count("sentence number") == 1, idle["text"]
+        turn = await next_turn(events, 20)
+        assert turn["kind"] == "chat" and turn["viewer"] == "Ann"
+        assert time.monotonic() - asked < 10, "Ann waited for the whole story"
+
+        await asyncio.wait_for(speaking(), 30)
+        host.ingest(SuperChat("youtube", "show", "p1", "Patron", amount=5, currency="USD", text="hi!"))
+        answer = await next_said(events, 20)
+        assert answer["viewer"] == "Ann" and answer["status"] == "completed"
+        assert answer["text"].count("sentence number") < 12, answer["text"]
+        turn = await next_turn(events, 20)
+        assert turn["viewer"] == "Patron" and turn["priority"] == "paid"
+        # a paid answer is not cut for the next paid message
+        await asyncio.wait_for(speaking(), 30)
+        host.ingest(SuperChat("youtube", "show", "p2", "Rich", amount=50, currency="USD", text="me too"))
+        await asyncio.sleep(4)
+        assert host.turn is not None and host.turn.item.event.user_name == "Patron" and not host.reply.wrapped

@@ -26,7 +26,7 @@ from livehost.speech.audio import AudioFormat, Resampler, encode_audio
 
 from .events import ChatEvent, Message
 from .prompts import Addressed, chat_messages, idle_messages, lead_for, viewer_name
-from .queue import PRIORITY_NAMES, ChatQueue, QueuedItem
+from .queue import LOW, PAID, PRIORITY_NAMES, ChatQueue, QueuedItem
 
 log = logging.getLogger("livehost.stream")
 MAX_TURNS = 8  # exchanges kept as context; the 135M default model loses the thread beyond that anyway
@@ -101,7 +101,21 @@ class StreamHost:
         metrics.STREAM_QUEUE_DEPTH.set(len(self.queue))
         self._last_activity = time.monotonic()
         self._wake.set()
+        if outcome == "queued":
+            self._give_way()
         return outcome
+
+    def _give_way(self) -> None:
+        """Idle talk gives way to any chat, and an answer to a paid message (stream.paid_interrupts): the host ends
+        the sentence it is saying, then turns to the queue."""
+        turn, reply, item = self.turn, self.reply, self.queue.peek()
+        if turn is None or reply is None or item is None or reply.status != "in_progress":
+            return
+        paid_waits = self.settings.stream.paid_interrupts and item.priority == PAID and \
+            turn.kind == "chat" and turn.item.priority != PAID
+        if (turn.kind == "idle" and item.priority < LOW) or paid_waits:
+            log.info("wrapping up the current %s for %s's %s", turn.kind, item.event.user_name, item.event.kind)
+            reply.wrap_up()
 
     async def pump(self, source: Any) -> None:
         """Feed a platform adapter's events (TwitchChat, BilibiliChat: anything with `events()`) into the queue."""
@@ -230,7 +244,7 @@ class StreamHost:
         metrics.STREAM_SPOKEN.labels(turn.kind, status).inc()
         self.spoken[turn.kind] += 1
         if heard:  # what the LLM wrote when all of it was said (the cache holds it), else what was heard
-            said = reply.generated if status == "completed" and reply.generated else heard
+            said = reply.generated if status == "completed" and reply.generated and not reply.wrapped else heard
             self._add_turn(asked + [{"role": "assistant", "content": said}])
         if turn.item is not None:
             self._remember(turn.item.event)
