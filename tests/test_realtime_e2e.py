@@ -170,14 +170,19 @@ async def test_barge_in_cancels_and_truncates(server, jfk24k):
     assert len(words(heard)) <= sent_s * 4.5 + 3, "stored transcript holds more words than the audio sent"
 
 
+async def a_long_reply_speaking(conn) -> list:
+    """Text in, no VAD: a long reply asked for; returns the events up to its first audio."""
+    await conn.session.update(session={"type": "realtime", "max_output_tokens": 200,
+                                       "audio": {"input": {"turn_detection": None}}})
+    await conn.conversation.item.create(item={"type": "message", "role": "user", "content": [
+        {"type": "input_text", "text": "Describe the ocean in many sentences."}]})
+    await conn.response.create()
+    return await collect(conn, "response.output_audio.delta")
+
+
 async def test_response_cancel_and_truncate(server):
     async with client_for(server).realtime.connect(model="livehost") as conn:
-        await conn.session.update(session={"type": "realtime", "max_output_tokens": 200,
-                                           "audio": {"input": {"turn_detection": None}}})
-        await conn.conversation.item.create(item={"type": "message", "role": "user", "content": [
-            {"type": "input_text", "text": "Describe the ocean in many sentences."}]})
-        await conn.response.create()
-        events = await collect(conn, "response.output_audio.delta")
+        events = await a_long_reply_speaking(conn)
         await conn.response.cancel()
         events += await collect(conn, "response.done")
         done = events[-1]
@@ -196,12 +201,7 @@ async def test_cancel_then_a_new_turn_at_once(server):
     response.create, back to back. The new turn is answered (the cancelled reply is still winding down when the
     request comes: it must not be refused as 'already active')."""
     async with client_for(server).realtime.connect(model="livehost") as conn:
-        await conn.session.update(session={"type": "realtime", "max_output_tokens": 200,
-                                           "audio": {"input": {"turn_detection": None}}})
-        await conn.conversation.item.create(item={"type": "message", "role": "user", "content": [
-            {"type": "input_text", "text": "Describe the ocean in many sentences."}]})
-        await conn.response.create()
-        events = await collect(conn, "response.output_audio.delta")
+        events = await a_long_reply_speaking(conn)
         await conn.response.cancel()
         await conn.conversation.item.create(item={"type": "message", "role": "user", "content": [
             {"type": "input_text", "text": "Say hello."}]})
