@@ -157,10 +157,8 @@ class RealtimeSession:
         if not self.listener.auto:
             return
         now = time.perf_counter()
-        if self._audio_clock is None:
-            self._audio_clock = now
         # a pause earns at most 10 s of credit: a backlog after a stall is read at once, a flood is still slowed
-        self._audio_clock = max(self._audio_clock, now - self._audio_in_s - 10.0)
+        self._audio_clock = max(self._audio_clock or now, now - self._audio_in_s - 10.0)
         self._audio_in_s += seconds
         ahead = self._audio_in_s - (now - self._audio_clock) - self.settings.server.max_ahead_of_realtime_s
         if ahead > 0:
