@@ -106,8 +106,8 @@ class StreamHost:
         return outcome
 
     def _give_way(self) -> None:
-        """Idle talk gives way to any chat, and an answer to a paid message (stream.paid_interrupts): the host ends
-        the sentence it is saying, then turns to the queue."""
+        """Idle talk gives way to chat (not to joins or follows), and an answer to a paid message
+        (stream.paid_interrupts): the host ends the sentence it is saying, then turns to the queue."""
         turn, reply, item = self.turn, self.reply, self.queue.peek()
         if turn is None or reply is None or item is None or reply.status != "in_progress":
             return
