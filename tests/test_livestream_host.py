@@ -56,6 +56,13 @@ async def next_turn(events: asyncio.Queue, timeout: float = 40.0) -> dict:
     return await next_event(events, "livehost.stream.turn", timeout)
 
 
+async def until_speaking(host: StreamHost, timeout: float = 30.0) -> None:
+    async def speaking():
+        while not host.program.speaking:
+            await asyncio.sleep(0.02)
+    await asyncio.wait_for(speaking(), timeout)
+
+
 def msg(user: str, text: str, mention: bool = False) -> Message:
     return Message("twitch", "show", user.lower(), user, text=text, is_mention=mention)
 
@@ -98,8 +105,7 @@ async def test_operator_line_skip_pause_and_idle_talk(engines, settings):
 
         turn = await next_turn(events)
         assert turn["viewer"] == "Ann"
-        while not host.program.speaking:
-            await asyncio.sleep(0.02)
+        await until_speaking(host)
         assert host.skip()
         cut = await next_said(events)
         assert cut["viewer"] == "Ann" and cut["status"] == "cancelled"
@@ -111,8 +117,7 @@ async def test_the_host_yields_to_the_streamers_voice(engines, settings, jfk24k)
         mic = StreamerMic(engines, host.settings, host, rate=16000)
         host.ingest(msg("Ann", "tell me about your favourite song, it is a long story I hope"))
         await next_turn(events)
-        while not host.program.speaking:
-            await asyncio.sleep(0.02)
+        await until_speaking(host)
         speech = soxr.resample(jfk24k, 24000, 16000).astype(np.int16)
         host.ingest(msg("Bob", "and what about games?"))
         for i in range(0, len(speech), 1600):  # the streamer talks over the host, 100 ms at a time
@@ -192,13 +197,9 @@ async def test_idle_talk_gives_way_to_chat_and_an_answer_to_a_super_chat(engines
     here: a story of twelve sentences, about half a minute of voice."""
     story = ScriptedLLM(" ".join(f"This is sentence number {n} of my long story." for n in range(1, 13)))
 
-    async def speaking():
-        while not host.program.speaking:
-            await asyncio.sleep(0.02)
-
     async with hosting(dataclasses.replace(engines, llm=story), settings, idle_after_s=0.5) as (host, events):
         assert (await next_turn(events))["kind"] == "idle"
-        await asyncio.wait_for(speaking(), 30)
+        await until_speaking(host)
         asked = time.monotonic()
         host.ingest(msg("Ann", "hello there, what are you up to?"))
         idle = await next_said(events, 20)
@@ -209,7 +210,7 @@ async def test_idle_talk_gives_way_to_chat_and_an_answer_to_a_super_chat(engines
         assert turn["kind"] == "chat" and turn["viewer"] == "Ann"
         assert time.monotonic() - asked < 10, "Ann waited for the whole story"
 
-        await asyncio.wait_for(speaking(), 30)
+        await until_speaking(host)
         host.ingest(SuperChat("youtube", "show", "p1", "Patron", amount=5, currency="USD", text="hi!"))
         answer = await next_said(events, 20)
         assert answer["viewer"] == "Ann" and answer["status"] == "completed"
@@ -217,7 +218,7 @@ async def test_idle_talk_gives_way_to_chat_and_an_answer_to_a_super_chat(engines
         turn = await next_turn(events, 20)
         assert turn["viewer"] == "Patron" and turn["priority"] == "paid"
         # a paid answer is not cut for the next paid message
-        await asyncio.wait_for(speaking(), 30)
+        await until_speaking(host)
         host.ingest(SuperChat("youtube", "show", "p2", "Rich", amount=50, currency="USD", text="me too"))
         await asyncio.sleep(4)
         assert host.turn is not None and host.turn.item.event.user_name == "Patron" and not host.reply.wrapped
