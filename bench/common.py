@@ -15,8 +15,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "RESULTS.md"
-AUDIO = next((p for p in (ROOT.parent / "shared" / "fixtures" / "audio", ROOT / "shared" / "fixtures" / "audio")
-              if p.is_dir()), ROOT.parent / "shared" / "fixtures" / "audio")
+AUDIO = ROOT / "tests" / "fixtures" / "audio"  # the same real speech the tests use
 RATE = 24000  # what the client sends (the Realtime default, audio/pcm 24 kHz)
 FRAME16 = 512  # Silero's frame at 16 kHz: 32 ms
 ENGLISH_END_S = 29.5  # multilingual.mp3 reads the MIT licence in English until ~29 s, then in German (checked by ASR)

@@ -12,9 +12,7 @@ import pytest
 import soundfile as sf
 import soxr
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "audio"
-if not FIXTURES.exists():  # CI lays shared/ beside the clone; a developer checkout may have it inside
-    FIXTURES = Path(__file__).resolve().parents[1] / "shared" / "fixtures" / "audio"
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "audio"  # real speech, kept in the repository
 
 
 def load_speech(name: str = "jfk.flac", rate: int = 24000) -> np.ndarray:

@@ -13,7 +13,7 @@ import soxr
 
 from livehost.speech.asr import ASR, FasterWhisperASR, Transcript, cut_loop, resolve_whisper_model
 
-JFK = Path(__file__).resolve().parents[2] / "shared/fixtures/audio/jfk.flac"
+JFK = Path(__file__).resolve().parent / "fixtures/audio/jfk.flac"
 MULTILINGUAL = JFK.with_name("multilingual.mp3")
 PHRASE = "ask not what your country can do for you"
 

@@ -8,7 +8,7 @@ import soundfile as sf
 from livehost.speech.audio import resample
 from livehost.speech.vad import VAD, Endpointer, SileroVAD
 
-JFK = Path(__file__).resolve().parents[2] / "shared/fixtures/audio/jfk.flac"
+JFK = Path(__file__).resolve().parent / "fixtures/audio/jfk.flac"
 FRAME = SileroVAD.frame_samples
 FRAME_S = FRAME / SileroVAD.sample_rate  # 0.032
 
