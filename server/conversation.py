@@ -1,14 +1,17 @@
-"""A session's conversation: its items in order, what each reply actually said, and the text the LLM sees.
+"""A session's conversation: its items in order, what each reply actually said (its `ReplyResult`), and the text
+the LLM sees.
 
 State only; the session decides what happens and announces it to the client.
 """
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any, Optional
+from dataclasses import replace
+from typing import Optional
 
 from livehost.server.protocol import ProtocolError, new_id
-from livehost.server.turn import text_until
+from livehost.server.reply_events import ReplyResult
+from livehost.server.voice_out import text_until
 
 MAX_ITEMS = 200  # older items leave the conversation (and the prompt) first
 _TEXT_PARTS = ("input_text", "text", "output_text")
@@ -48,7 +51,7 @@ def client_item(item: dict) -> dict:
 class Conversation:
     def __init__(self) -> None:
         self.items: OrderedDict[str, dict] = OrderedDict()
-        self.spoken: dict[str, Any] = {}  # assistant audio items -> their Reply: what was said when, how much sent
+        self.spoken: dict[str, ReplyResult] = {}  # assistant items -> what their reply said, when, and how much
 
     def last_id(self) -> Optional[str]:
         return next(reversed(self.items), None)
@@ -62,11 +65,11 @@ class Conversation:
             self.spoken.pop(old, None)
         return previous
 
-    def adopt(self, reply: Any) -> None:
-        """A reply's item joins the conversation (the reply announces it itself)."""
-        self.add(reply.item)
-        if reply.plan.audio:
-            self.spoken[reply.item_id] = reply
+    def record(self, item: dict, result: ReplyResult) -> None:
+        """A reply has ended: its item (if the client has not deleted it meanwhile) and what it said."""
+        if item["id"] in self.items:
+            self.items[item["id"]] = item
+            self.spoken[item["id"]] = result
 
     def get(self, item_id: str) -> dict:
         if item_id not in self.items:
@@ -82,21 +85,23 @@ class Conversation:
         """Cut an assistant item's transcript to the words heard by audio_end_ms."""
         item = self.get(item_id)
         said = self.spoken.get(item_id)
-        if item.get("role") != "assistant" or said is None:
+        if item.get("role") != "assistant" or said is None or not said.audio:
             raise ProtocolError("only assistant audio items can be truncated", code="invalid_value", param="item_id")
-        if audio_end_ms > said.sent_ms + 1:
+        if audio_end_ms > said.audio_ms + 1:
             raise ProtocolError(f"audio_end_ms {audio_end_ms} is past the end of the item's audio "
-                                f"({said.sent_ms:.0f} ms)", code="invalid_value", param="audio_end_ms")
+                                f"({said.audio_ms:.0f} ms)", code="invalid_value", param="audio_end_ms")
+        heard = text_until(said.segments, audio_end_ms)
         for part in item.get("content", []):
             if part.get("type") == "output_audio":
-                part["transcript"] = text_until(said.segments, audio_end_ms)
+                part["transcript"] = heard
+        self.spoken[item_id] = replace(said, heard=heard, generated="")  # the LLM sees only what was heard
 
     def for_llm(self) -> list[dict]:
         """Finished items with words in them, oldest first, as the dialogue core sees them."""
         out = []
         for item in self.items.values():
             said = self.spoken.get(item["id"])
-            if said and said.status == "completed" and said.generated.strip():
+            if said and said.status == "completed" and said.generated.strip() and not said.wrapped:
                 text = said.generated.strip()  # exactly what the LLM wrote, so its prompt cache still matches
             else:
                 text = item_text(item)  # an interrupted reply: only what was heard

@@ -21,6 +21,7 @@ from livehost.persona.dialogue import Dialogue
 from livehost.server.protocol import (ProtocolError, SessionConfig, TurnDetection, apply_session_update, new_id,
                                       parse_client_event)
 from livehost.server.conversation import Conversation, client_item, item_text, user_audio_item
+from livehost.server.reply_events import Done, ReplyEvent, Started, assistant_item, to_realtime
 from livehost.server.turn import Reply, ReplyPlan
 from livehost.speech.audio import AudioFormat, AudioFormatError, Resampler, decode_audio, int16_to_float32
 from livehost.speech.listener import Listener, ListenerConfig
@@ -299,7 +300,6 @@ class RealtimeSession:
             spec, self._speculation = self._speculation, None
             if spec and spec[:2] == (data["item_id"], data["transcript"]) and not self.reply:
                 self.reply = spec[2]  # the guess was right: the reply prepared in the silence speaks now
-                self.conversation.adopt(spec[2])
                 spec[2].release(data["item_id"], self._speech_end_wall)
             else:
                 if spec:
@@ -310,7 +310,7 @@ class RealtimeSession:
             self.emit("conversation.item.input_audio_transcription.failed", item_id=data["item_id"],
                       content_index=0, error={"type": "transcription_error", "message": data["error"]})
 
-    # ---- replies ---------------------------------------------------------------------------------------------------
+    # ---- replies ----------------------------------------------------------------------------------------------------
 
     def _drop_speculation(self) -> None:
         if self._speculation:
@@ -320,42 +320,49 @@ class RealtimeSession:
     def _start_reply(self, instructions: Optional[str] = None, modalities: Optional[list] = None,
                      max_tokens: Optional[int] = None, speech_end_wall: Optional[float] = None,
                      user_text: Optional[str] = None) -> Reply:
-        """Start a reply; with user_text it is a held speculation on a turn not yet confirmed."""
+        """Start a reply (it plans, then speaks); with user_text it is a held speculation on a turn not yet
+        confirmed."""
         audio = "audio" in (modalities or self.config.output_modalities)
         plan = ReplyPlan(messages=[], output_format=self.config.output_format, audio=audio,
                          voice=self.config.voice, speed=self.config.speed,
                          max_tokens=max_tokens or self.config.max_output_tokens or self.settings.llm.max_tokens,
                          temperature=self.settings.llm.temperature, lead_ms=self.settings.server.output_lead_ms,
-                         speech_end_wall=speech_end_wall,
-                         audio_out=self.audio_out, avatar=self.avatar)
-        reply = Reply(plan, self.engines.llm, self.engines.tts, self.send, self.conversation.last_id())
-        if user_text is None:
-            self.reply = reply
+                         speech_end_wall=speech_end_wall, audio_out=self.audio_out, avatar=self.avatar)
+        dialogue = self.dialogue
 
-        async def run() -> None:
-            if self._pending:  # a reply needs the words of every user item before it
-                await asyncio.gather(*self._pending.values(), return_exceptions=True)
+        async def prepare(plan: ReplyPlan) -> None:
+            if self._pending:  # a reply needs the words of every user item before it (wait never cancels them)
+                await asyncio.wait(list(self._pending.values()))
             conversation = self.conversation.for_llm()
             if user_text is not None:  # the user's item has no transcript yet: this is a guess at it
                 conversation.append({"role": "user", "content": user_text, "status": "completed"})
-            dialogue = self.dialogue
             decided = await dialogue.plan(conversation, instructions or self.config.instructions or None)
             plan.messages, plan.script = decided.messages, decided.script
             plan.sources, plan.handoff, plan.dialogue = decided.sources, decided.handoff, dialogue
-            if user_text is None:
-                self.conversation.adopt(reply)
-            dialogue.busy.clear()
-            reply.start(held=user_text is not None)
-            await reply.done.wait()
-            dialogue.busy.set()
-            if reply.released_at:
-                metrics.REPLIES.labels(reply.status).inc()
-                if self.avatar and reply.status != "cancelled":
+
+        reply = Reply(plan, self.engines.llm, self.engines.tts, self._on_reply, prepare)
+        if user_text is None:
+            self.reply = reply
+        self._tasks.add(reply.start(held=user_text is not None))
+        reply.task.add_done_callback(self._tasks.discard)
+        return reply
+
+    def _on_reply(self, event: ReplyEvent) -> None:
+        """The reply's events: the conversation keeps what it said, the client hears of it."""
+        reply = event.reply
+        if isinstance(event, Started):
+            reply.previous_item_id = self.conversation.add(assistant_item(reply))
+        elif isinstance(event, Done):
+            if reply.started:
+                self.conversation.record(assistant_item(reply, event.result), event.result)
+            if reply.announced:
+                metrics.REPLIES.labels(event.result.status).inc()
+                if self.avatar and event.result.status != "cancelled":
                     self.avatar.mode("idle")
             if self.reply is reply:
                 self.reply = None
-        self._spawn(run())
-        return reply
+        for wire in to_realtime(event):
+            self.send(wire)
 
     async def _stop_reply(self, reason: str) -> None:
         reply = self.reply

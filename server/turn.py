@@ -1,56 +1,40 @@
-"""One assistant reply as a cancellable object: LLM -> speakable chunks -> TTS -> audio paced out to the client.
+"""One assistant reply as one handle, from planning to the last sample played.
 
-Cancelling it (barge-in, response.cancel, truncate) stops every stage at once: the LLM generator is closed, queued
-speech is dropped, nothing more is sent. The reply knows exactly which audio left, so the conversation keeps only
-the words the user heard.
+Its phases: planning (the prompt is decided: `prepare`) -> held (a speculation, prepared in silence until the turn
+is confirmed) -> speaking -> played; or cancelled, or failed. Cancel, hold and wrap-up work in every phase:
+cancelling stops every stage at once (planning, the LLM, queued speech, the voice still waiting to be played), and
+the reply is finished only when its audio has been played or cut, so "what was heard" is exact on media clocks and
+within the lead on WebSocket deltas. The reply tells the world what happens as typed events (reply_events.py).
 """
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any, Awaitable, Callable, Optional
 
-
-from livehost.avatar.visemes import VisemeTrack, to_event
+from livehost.avatar.visemes import VisemeTrack
 from livehost.server import metrics
 from livehost.server.protocol import new_id
-from livehost.speech.audio import AudioFormat, Resampler, encode_audio
+from livehost.server.reply_events import Audio, Chunk, Created, Done, ReplyEvent, ReplyResult, Started
+from livehost.server.voice_out import DeltaVoice, Segment, VoiceOut, drained, text_until
+from livehost.speech.audio import AudioFormat, Resampler
 from livehost.speech.chunker import speakable_chunks
 from livehost.speech.tts import Prosody
 
+__all__ = ["Reply", "ReplyPlan", "Segment", "text_until", "HOLD_MAX_S", "PIECE_MS"]
 log = logging.getLogger("livehost.turn")
-PIECE_MS = 100  # audio delta size: barge-in can stop between two pieces
+PIECE_MS = 100  # audio is written in pieces this long: a hold or a cut can stop between two
 _SENTENCE_END = (".", "!", "?", "…", "。", "！", "？", "~", '"', "»", ")")
 HOLD_MAX_S = 0.5  # a hold (voice heard, not yet a turn) always resolves sooner; never let one stall a reply
-
-
-@dataclass
-class Segment:
-    """A span of sent audio and the words it speaks."""
-    start_ms: float
-    end_ms: float
-    text: str
-
-
-def text_until(segments: list[Segment], audio_end_ms: float) -> str:
-    """The words spoken up to audio_end_ms; a segment cut midway keeps the share of words that was heard."""
-    words: list[str] = []
-    for seg in segments:
-        if audio_end_ms >= seg.end_ms - 0.5:  # sent_ms is a float sum of pieces: never lose a word to rounding
-            words.append(seg.text)
-        elif audio_end_ms > seg.start_ms:
-            parts = seg.text.split()
-            share = (audio_end_ms - seg.start_ms) / max(1.0, seg.end_ms - seg.start_ms)
-            words.append(" ".join(parts[: int(len(parts) * share)]))
-    return " ".join(w for w in words if w).strip()
+ENDED = ("played", "cancelled", "failed")
 
 
 @dataclass
 class ReplyPlan:
+    """How the reply speaks (known when it is created) and what it says (filled in by planning)."""
     messages: list[dict]
     output_format: AudioFormat
     audio: bool = True
@@ -60,75 +44,98 @@ class ReplyPlan:
     temperature: float = 0.6
     lead_ms: int = 400
     speech_end_wall: Optional[float] = None  # perf_counter() when the user stopped speaking, for the latency metric
-    audio_out: Optional[Any] = None  # a media transport's speaker (WebRTC): write(pcm), clear() -> samples dropped
+    audio_out: Optional[VoiceOut] = None  # a media clock (WebRTC speaker, program out); None: audio deltas
     dialogue: Optional[Any] = None  # the persona: emotion tags -> prosody and expressions
-    avatar: Optional[Any] = None  # the session's AvatarStage when it draws a face (WebRTC video)
-    script: Optional[str] = None  # a fixed line to say instead of asking the LLM (a handoff)
+    avatar: Optional[Any] = None  # the session's AvatarStage when it draws a face
+    script: Optional[str] = None  # a fixed line to say instead of asking the LLM (a handoff, an operator's line)
     sources: list = field(default_factory=list)  # knowledge chunks that ground the reply
     handoff: Optional[str] = None  # why a human is offered, if one is
+    llm: Optional[Any] = None  # planning may pick another LLM for this reply (the stream host's addressed one)
 
 
 class Reply:
-    def __init__(self, plan: ReplyPlan, llm: Any, tts: Any, emit: Callable[[dict], None],
+    def __init__(self, plan: ReplyPlan, llm: Any, tts: Any, listener: Callable[[ReplyEvent], None],
+                 prepare: Optional[Callable[[ReplyPlan], Awaitable[None]]] = None,
                  previous_item_id: Optional[str] = None):
-        self.plan, self.llm, self.tts, self._emit = plan, llm, tts, emit
+        self.plan, self.llm, self.tts, self._listener, self._prepare = plan, llm, tts, listener, prepare
         self.id, self.item_id = new_id("resp"), new_id("item")
         self.previous_item_id = previous_item_id
-        self.status, self.status_details = "in_progress", None
+        self.phase = "planning"
+        self.status_details: Optional[dict] = None
+        self.announced = self.started = False  # response.created sent; the item exists (planning is over)
+        self.voice: VoiceOut = plan.audio_out or DeltaVoice(plan.output_format.rate,
+                                                            lambda pcm: self._tell(Audio(self, pcm)))
         self.segments: list[Segment] = []
         self.text = ""  # text mode: everything sent
         self.generated = ""  # the LLM's own words, tags and all: the next prompt repeats them so its cache holds
-        self.sent_ms = 0.0
-        self.item = {"id": self.item_id, "object": "realtime.item", "type": "message", "role": "assistant",
-                     "status": "in_progress", "content": []}
+        self.sent_ms = 0.0  # audio written, less what a cut dropped unplayed
+        self.audio_ms = 0.0  # audio written: the item's length
+        self.result: Optional[ReplyResult] = None
         self.task: Optional[asyncio.Task] = None
+        self.created = time.perf_counter()
         self.cancelled_at: Optional[float] = None
+        self.released_at = self._speaking_at = 0.0
+        self.wrapped = False  # asked to end after the sentence being said
         self._last_emotion: Optional[str] = None
         self._cut_short = False
-        self.wrapped = False  # asked to end after the sentence being said
-        self.released_at = 0.0
         self._released = asyncio.Event()
         self._go = asyncio.Event()  # cleared while held: the user may be starting to talk
         self._go.set()
-        self.done = asyncio.Event()
+        self.done = asyncio.Event()  # played, cut, or failed: the result is final
         self.written = asyncio.Event()  # the LLM has written all of it (the voice may still be speaking it)
 
-    # ---- control ---------------------------------------------------------------------------------------------------
+    # ---- control: every one of these works in every phase ---------------------------------------------------------
 
-    def release(self, previous_item_id: Optional[str] = None, speech_end_wall: Optional[float] = None) -> None:
-        """Let a held (speculative) reply speak: its events start now, after the user's item."""
-        self.previous_item_id = previous_item_id
-        self.plan.speech_end_wall = speech_end_wall
-        self._released.set()
+    @property
+    def status(self) -> str:
+        """The Realtime status: in_progress until the reply has ended."""
+        return {"played": "completed", "cancelled": "cancelled", "failed": "failed"}.get(self.phase, "in_progress")
 
     def start(self, held: bool = False) -> asyncio.Task:
+        """Plan and speak; a held reply (a speculation) prepares in silence until `release`."""
         if not held:
-            self._released.set()
+            self.release(self.previous_item_id, self.plan.speech_end_wall)
         self.task = asyncio.get_running_loop().create_task(self._run(), name=f"reply {self.id}")
+        self.task.add_done_callback(lambda _: self._finish(None))  # cancelled before it ever ran: it ends too
         return self.task
 
+    def release(self, previous_item_id: Optional[str] = None, speech_end_wall: Optional[float] = None) -> None:
+        """Let a held reply speak: it is announced now, after the user's item."""
+        if self._released.is_set() or self.phase in ENDED:
+            return
+        self.previous_item_id = previous_item_id
+        self.plan.speech_end_wall = speech_end_wall
+        self.released_at = time.perf_counter()
+        self._released.set()
+        self.announced = True
+        self._tell(Created(self))
+
     def hold(self, on: bool) -> None:
-        """Voice was heard but is not yet a turn: send nothing more until it is (cancel) or is not (resume).
-        The client still has the lead's audio to play, so a false alarm is never heard as a gap."""
+        """Voice was heard but is not yet a turn: write no more audio until it is (cancel) or is not (resume).
+        The voice still has the lead's audio queued, so a false alarm is never heard as a gap."""
         (self._go.clear if on else self._go.set)()
 
     def wrap_up(self) -> None:
         """End after the sentence being said (something more urgent waits): never a cut mid-word, and what was not
-        yet said is not sent. The reply completes with what was heard."""
+        yet said is not said (asked while planning: its first sentence). The reply completes with what was heard."""
         self.wrapped = True
 
     def cancel(self, reason: str) -> None:
-        """Stop everywhere at once. Safe to call more than once."""
-        if self.status == "in_progress":
-            self.status, self.status_details = "cancelled", {"type": "cancelled", "reason": reason}
-            self.cancelled_at = time.perf_counter()
-            if self.plan.audio_out:  # audio queued in the media track was never heard: drop it, and un-count it
-                dropped = self.plan.audio_out.clear()
-                self.sent_ms = max(0.0, self.sent_ms - 1000 * dropped / self.plan.output_format.rate)
+        """Stop everywhere at once, in any phase; the voice drops what it has not played. Safe to call twice."""
+        if self.phase in ENDED:
+            return
+        self._cut(reason)
+        if self.task and not self.task.done():
+            self.task.cancel()
+
+    def _cut(self, reason: str) -> None:
+        self.phase, self.status_details = "cancelled", {"type": "cancelled", "reason": reason}
+        self.cancelled_at = time.perf_counter()
+        if self.sent_ms:  # it has spoken: the voice holds only this reply's audio, and the face its mouth shapes
+            dropped = self.voice.clear()
+            self.sent_ms = max(0.0, self.sent_ms - 1000 * dropped / self.voice.rate)
             if self.plan.avatar:
                 self.plan.avatar.clear()
-            if self.task and not self.task.done():
-                self.task.cancel()
 
     @property
     def heard(self) -> str:
@@ -136,56 +143,58 @@ class Reply:
 
     # ---- the pipeline ----------------------------------------------------------------------------------------------
 
-    def emit(self, kind: str, **fields: Any) -> None:
-        self._emit({"type": kind, "event_id": new_id("event"), **fields})
-
-    def _ids(self) -> dict:
-        return {"response_id": self.id, "item_id": self.item_id, "output_index": 0, "content_index": 0}
+    def _tell(self, event: ReplyEvent) -> None:
+        self._listener(event)
 
     async def _run(self) -> None:
-        self.created = time.perf_counter()
+        producer: Optional[asyncio.Task] = None
         queue: asyncio.Queue = asyncio.Queue(maxsize=4)  # a few sentences ahead, no more
-        producer = asyncio.get_running_loop().create_task(
-            self._synthesize(queue) if self.plan.audio else self._write(queue))
+        error: Optional[Exception] = None
+        dialogue = None
         try:
-            await self._released.wait()  # a speculative reply prepares in silence until the turn is confirmed
-            self.released_at = time.perf_counter()
-            self.emit("response.created", response=self.response())
-            self.emit("response.output_item.added", response_id=self.id, output_index=0, item=self.item)
-            self.emit("conversation.item.added", previous_item_id=self.previous_item_id, item=self.item)
-            part = {"type": "audio", "transcript": ""} if self.plan.audio else {"type": "text", "text": ""}
-            self.emit("response.content_part.added", **self._ids(), part=part)
-            if self.plan.sources:  # extension: what grounds this answer (customer-service mode)
-                self.emit("livehost.knowledge", response_id=self.id, item_id=self.item_id, sources=self.plan.sources)
-            if self.plan.handoff:  # extension: offer a human; the embedding page can hook this
-                self.emit("livehost.handoff", response_id=self.id, item_id=self.item_id, reason=self.plan.handoff)
+            if self._prepare:
+                await self._prepare(self.plan)  # planning, inside the reply: a cancel stops it too
+            dialogue = self.plan.dialogue
+            if dialogue is not None:
+                dialogue.busy.clear()  # background summaries wait while the one shared LLM writes this reply
+            producer = asyncio.get_running_loop().create_task(
+                self._synthesize(queue) if self.plan.audio else self._write(queue))
+            if not self._released.is_set():
+                self.phase = "held"
+                await self._released.wait()  # a speculation prepares in silence until the turn is confirmed
+            self.phase, self.started, self._speaking_at = "speaking", True, time.perf_counter()
+            self._tell(Started(self))
             await (self._send(queue) if self.plan.audio else self._send_text(queue))
-            self.status = "completed"
+            await drained(self.voice)  # finished when heard: the voice plays out what was written
+            self.phase = "played"
         except asyncio.CancelledError:
-            if self.status == "in_progress":  # cancelled from outside without cancel(): the connection went away
-                self.status, self.status_details = "cancelled", {"type": "cancelled", "reason": "client_cancelled"}
+            if self.phase not in ENDED:  # cancelled from outside without cancel(): the connection went away
+                self._cut("client_cancelled")
         except Exception as exc:  # noqa: BLE001 - an engine failure ends this reply, never the session
             log.warning("reply failed: %s", exc)
-            self.emit("error", error={"type": "server_error", "code": "engine_error", "message": str(exc),
-                                      "param": None, "event_id": None})
-            self.status = "failed"
+            error, self.phase = exc, "failed"
             self.status_details = {"type": "failed", "error": {"type": "server_error", "code": type(exc).__name__,
                                                                 "message": str(exc)}}
         finally:
-            producer.cancel()
-            await asyncio.gather(producer, return_exceptions=True)
-            self._finish()
+            if producer is not None:
+                producer.cancel()
+                await asyncio.gather(producer, return_exceptions=True)
+            if dialogue is not None:
+                dialogue.busy.set()
+            self._finish(error)
 
     async def _tokens(self):
         if self.plan.script is not None:
             yield self.plan.script
+            self.written.set()
             return
-        count = 0
-        async for token in self.llm.stream(self.plan.messages, max_tokens=self.plan.max_tokens,
-                                           temperature=self.plan.temperature):
+        count, asked = 0, time.perf_counter()
+        llm = self.plan.llm or self.llm
+        async for token in llm.stream(self.plan.messages, max_tokens=self.plan.max_tokens,
+                                      temperature=self.plan.temperature):
             self.generated += token
             if count == 0:
-                metrics.LLM_FIRST_TOKEN.observe(time.perf_counter() - self.created)
+                metrics.LLM_FIRST_TOKEN.observe(time.perf_counter() - asked)
             count += 1
             yield token
         self._cut_short = count >= self.plan.max_tokens - 1  # stopped by max_tokens, likely mid-sentence
@@ -205,19 +214,19 @@ class Reply:
 
     async def _send_text(self, queue: asyncio.Queue) -> None:
         tagger = self.plan.dialogue.tagger() if self.plan.dialogue else None
+        emotion = None
         while (token := await queue.get()) is not None:
             if isinstance(token, Exception):
                 raise token
             if tagger:  # emotion tags are never shown
                 emotion, token = tagger.feed_token(token)
-                self._emotion(emotion, 0.0)
                 if not token:
                     continue
             self.text += token
-            self.emit("response.output_text.delta", **self._ids(), delta=token)
+            self._tell(Chunk(self, token, 0.0, None, *self._emotion(emotion, 0.0)))
 
     async def _synthesize(self, queue: asyncio.Queue) -> None:
-        """Audio mode producer: LLM tokens -> speakable chunks -> TTS, while the sender paces earlier audio out."""
+        """Audio mode producer: LLM tokens -> speakable chunks -> TTS, while the sender plays earlier audio out."""
         resampler: Optional[Resampler] = None
         dialogue = self.plan.dialogue
         tagger = dialogue.tagger() if dialogue else None
@@ -250,9 +259,8 @@ class Reply:
             await tokens.aclose()
 
     async def _send(self, queue: asyncio.Queue) -> None:
-        rate = self.plan.output_format.rate
-        step = rate * PIECE_MS // 1000
-        playout_end = time.perf_counter()  # when the client will have played everything sent so far
+        voice, rate = self.voice, self.plan.output_format.rate
+        step, lead = rate * PIECE_MS // 1000, self.plan.lead_ms
         while not (self.wrapped and self.segments) and (item := await queue.get()) is not None:
             if isinstance(item, Exception):
                 raise item
@@ -260,82 +268,52 @@ class Reply:
             start_ms = self.sent_ms
             if self.sent_ms == 0 and self.plan.avatar:
                 self.plan.avatar.begin()
-            self._emotion(emotion, start_ms)
             track = track.shifted(start_ms)
-            self._emit({"event_id": new_id("event"), **to_event(track, response_id=self.id, item_id=self.item_id)})
             if self.plan.avatar:
                 self.plan.avatar.push(track)
             for i in range(0, len(pcm), step):
-                now = time.perf_counter()
-                if playout_end - now > self.plan.lead_ms / 1000:  # pace to real time, a small lead ahead
-                    await asyncio.sleep(playout_end - now - self.plan.lead_ms / 1000)
-                if not self._go.is_set():  # checked last, right before the send
+                while (ahead := voice.queued_ms - lead) > 0:  # real time, a small lead ahead of what is played
+                    await asyncio.sleep(ahead / 1000)
+                if not self._go.is_set():  # checked last, right before the write
                     with contextlib.suppress(asyncio.TimeoutError):
                         await asyncio.wait_for(self._go.wait(), HOLD_MAX_S)
                     self._go.set()
+                if i == 0:  # told as its audio starts, so captions keep pace with the voice
+                    self._tell(Chunk(self, text, start_ms, track, *self._emotion(emotion, start_ms),
+                                     first=not self.segments))
+                    # the segment spans the chunk's whole audio, so a cut midway keeps only the share heard
+                    self.segments.append(Segment(start_ms, start_ms + 1000 * len(pcm) / rate, text))
                 piece = pcm[i:i + step]
                 if self.sent_ms == 0:
                     self._first_audio()
-                if self.plan.audio_out:
-                    self.plan.audio_out.write(piece)
-                else:
-                    self.emit("response.output_audio.delta", **self._ids(),
-                              delta=base64.b64encode(encode_audio(piece, self.plan.output_format)).decode())
-                if i == 0:
-                    self.emit("response.output_audio_transcript.delta", **self._ids(),
-                              delta=(" " if self.segments else "") + text)
-                    # the segment spans the chunk's whole audio, so a cut midway keeps only the share heard
-                    self.segments.append(Segment(start_ms, start_ms + 1000 * len(pcm) / rate, text))
-                duration = len(piece) / rate
-                playout_end = max(playout_end, time.perf_counter()) + duration
-                self.sent_ms += 1000 * duration
+                voice.write(piece)
+                self.sent_ms += 1000 * len(piece) / rate
+                self.audio_ms += 1000 * len(piece) / rate
 
-    def _emotion(self, emotion: str, at_ms: float) -> None:
-        """Extension event `livehost.emotion`: the feeling of what is said from audio_start_ms of this reply on."""
-        if emotion != self._last_emotion:
-            self._last_emotion = emotion
-            expression = self.plan.dialogue.expression(emotion) if self.plan.dialogue else emotion
-            self.emit("livehost.emotion", response_id=self.id, item_id=self.item_id, emotion=emotion,
-                      expression=expression, audio_start_ms=round(at_ms))
-            if self.plan.avatar:
-                self.plan.avatar.emotion(expression, at_ms)
+    def _emotion(self, emotion: Optional[str], at_ms: float) -> tuple[Optional[str], Optional[str]]:
+        """The feeling of what is said from at_ms of this reply on, when it changes: (emotion, expression)."""
+        if emotion is None or emotion == self._last_emotion:
+            return None, None
+        self._last_emotion = emotion
+        expression = self.plan.dialogue.expression(emotion) if self.plan.dialogue else emotion
+        if self.plan.avatar:
+            self.plan.avatar.emotion(expression, at_ms)
+        return emotion, expression
 
     def _first_audio(self) -> None:
         now = time.perf_counter()
-        metrics.TTS_FIRST_AUDIO.observe(now - self.released_at)
+        metrics.TTS_FIRST_AUDIO.observe(now - self._speaking_at)
         if self.plan.speech_end_wall is not None:
             metrics.SPEECH_END_TO_AUDIO.observe(now - self.plan.speech_end_wall)
 
     # ---- ending ----------------------------------------------------------------------------------------------------
 
-    def _finish(self) -> None:
-        if not self._released.is_set():  # a speculation that was never confirmed: the client never saw it
-            self.done.set()
+    def _finish(self, error: Optional[Exception]) -> None:
+        if self.result is not None:
             return
-        text = self.heard
-        if self.plan.audio:
-            content = {"type": "output_audio", "transcript": text}
-            self.emit("response.output_audio.done", **self._ids())
-            self.emit("response.output_audio_transcript.done", **self._ids(), transcript=text)
-            part = {"type": "audio", "transcript": text}
-        else:
-            content = {"type": "output_text", "text": text}
-            self.emit("response.output_text.done", **self._ids(), text=text)
-            part = {"type": "text", "text": text}
-        self.item["content"] = [content]
-        self.item["status"] = "completed" if self.status == "completed" else "incomplete"
-        self.emit("response.content_part.done", **self._ids(), part=part)
-        self.emit("response.output_item.done", response_id=self.id, output_index=0, item=self.item)
-        self.emit("conversation.item.done", item=self.item)
-        self.emit("response.done", response=self.response())
-        if self.status == "cancelled" and self.cancelled_at:
-            metrics.BARGE_IN.observe(time.perf_counter() - self.cancelled_at)
+        self.result = ReplyResult(self.status, self.heard, self.generated, self.plan.audio, list(self.segments),
+                                  self.audio_ms, self.status_details, self.wrapped)
         self.done.set()
-
-    def response(self) -> dict:
-        return {"id": self.id, "object": "realtime.response", "status": self.status,
-                "status_details": self.status_details, "conversation_id": "conv_default",
-                "output": [self.item] if self.status != "in_progress" else [],
-                "output_modalities": ["audio"] if self.plan.audio else ["text"],
-                "audio": {"output": {"format": self.plan.output_format.to_dict(), "voice": self.plan.voice}},
-                "max_output_tokens": self.plan.max_tokens, "usage": None}
+        self._tell(Done(self, self.result, error))
+        if self.phase == "cancelled" and self.cancelled_at and self.announced:
+            metrics.BARGE_IN.observe(time.perf_counter() - self.cancelled_at)

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 import av
-import numpy as np
 from aiortc import (MediaStreamTrack, RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription,
                     VideoStreamTrack)
 from aiortc.mediastreams import MediaStreamError
@@ -22,6 +21,7 @@ from fastapi import HTTPException, Request, Response
 from livehost.avatar.stage import AvatarStage
 from livehost.server.protocol import new_id
 from livehost.server.session import RealtimeSession
+from livehost.server.voice_out import MediaClock
 from livehost.speech.audio import AudioFormat
 
 log = logging.getLogger("livehost.webrtc")
@@ -30,48 +30,34 @@ FRAME = RATE // 50  # 20 ms
 MEDIA_FORMAT = AudioFormat("audio/pcm", RATE)
 
 
-class Speaker(MediaStreamTrack):
-    """The outbound voice: reply audio written here plays out at real time, silence in between.
+class Speaker(MediaClock, MediaStreamTrack):
+    """The outbound voice: a media clock (voice_out.py) pulled by aiortc a 20 ms frame at a time, at real time.
 
-    It is also the clock that audio and video share: `position_ms` is how much reply audio has been played.
+    It is also the clock that audio and video share: `clock_ms` is how much audio (voice and silence) has played.
     """
     kind = "audio"
 
     def __init__(self) -> None:
-        super().__init__()
-        self._buffer = np.zeros(0, np.int16)
+        MediaStreamTrack.__init__(self)
+        MediaClock.__init__(self, RATE, FRAME)
         self._start: Optional[float] = None
-        self._pts = 0
-        self.played = 0  # reply samples played since the last clear
-
-    def write(self, pcm: np.ndarray) -> None:
-        self._buffer = np.concatenate([self._buffer, pcm.astype(np.int16, copy=False)])
-
-    def clear(self) -> int:
-        """Barge-in: drop what was not played yet; returns how many samples were dropped."""
-        dropped, self._buffer = len(self._buffer), np.zeros(0, np.int16)
-        return dropped
 
     @property
     def clock_ms(self) -> float:
         """Audio played so far on this track: the clock the avatar video renders by."""
-        return 1000 * self._pts / RATE
+        return 1000 * self.pts / RATE
 
     async def recv(self) -> av.AudioFrame:
         if self.readyState != "live":
             raise MediaStreamError
         if self._start is None:
             self._start = time.perf_counter()
-        wait = self._start + self._pts / RATE - time.perf_counter()
+        wait = self._start + self.pts / RATE - time.perf_counter()
         if wait > 0:
             await asyncio.sleep(wait)
-        chunk, self._buffer = self._buffer[:FRAME], self._buffer[FRAME:]
-        self.played += len(chunk)
-        if len(chunk) < FRAME:
-            chunk = np.pad(chunk, (0, FRAME - len(chunk)))
-        frame = av.AudioFrame.from_ndarray(chunk.reshape(1, -1), format="s16", layout="mono")
-        frame.sample_rate, frame.pts, frame.time_base = RATE, self._pts, fractions.Fraction(1, RATE)
-        self._pts += FRAME
+        pts = self.pts
+        frame = av.AudioFrame.from_ndarray(self.next_frame().reshape(1, -1), format="s16", layout="mono")
+        frame.sample_rate, frame.pts, frame.time_base = RATE, pts, fractions.Fraction(1, RATE)
         return frame
 
 

@@ -1,4 +1,6 @@
 """What the user heard: transcript cuts from audio positions."""
+import pytest
+
 from livehost.server.turn import Segment, text_until
 
 SEGMENTS = [Segment(0, 1000, "one two three four"), Segment(1000, 3000, "five six seven eight")]
@@ -19,6 +21,7 @@ def test_nothing_heard():
     assert text_until([], 1234) == ""
 
 
+@pytest.mark.e2e
 async def test_a_held_reply_sends_nothing_until_released_or_the_hold_expires(engines):
     """Voice heard (not yet a turn): no more audio leaves; a false alarm resumes; a stuck hold expires."""
     import asyncio
@@ -27,10 +30,12 @@ async def test_a_held_reply_sends_nothing_until_released_or_the_hold_expires(eng
     from livehost.server.turn import HOLD_MAX_S, Reply, ReplyPlan
     from livehost.speech.audio import AudioFormat
 
+    from livehost.server.reply_events import Audio
+
     sent: list[float] = []
 
     def emit(event):
-        if event["type"] == "response.output_audio.delta":
+        if isinstance(event, Audio):  # a WebSocket audio delta
             sent.append(time.perf_counter())
     plan = ReplyPlan(messages=[], output_format=AudioFormat("audio/pcm", 24000), lead_ms=0,
                      script="One two three four five six seven eight nine ten eleven twelve.")
@@ -68,7 +73,9 @@ class _WordsLLM:
             yield w
 
 
+@pytest.mark.e2e
 async def test_a_reply_cut_by_max_tokens_ends_on_its_last_whole_sentence(engines):
+    from livehost.server.reply_events import Chunk
     from livehost.server.turn import Reply, ReplyPlan
     from livehost.speech.audio import AudioFormat
 
@@ -80,11 +87,10 @@ async def test_a_reply_cut_by_max_tokens_ends_on_its_last_whole_sentence(engines
         plan = ReplyPlan(messages=[{"role": "user", "content": "hi"}], output_format=AudioFormat("audio/pcm", 24000),
                          lead_ms=10_000, max_tokens=max_tokens)
         reply = Reply(plan, _WordsLLM(words), engines.tts,
-                      lambda e: said.append(e["delta"]) if e["type"] == "response.output_audio_transcript.delta"
-                      else None)
+                      lambda e: said.append(e.text) if isinstance(e, Chunk) else None)
         reply.start()
         await reply.done.wait()
-        return "".join(said).strip()
+        return " ".join(said).strip()
 
     assert await speak(len(words)) == "Hello there, my good friend."  # cut off by max_tokens: the fragment is not spoken
     assert (await speak(100)).endswith("the best part is")  # the model ended by itself: every word is kept

@@ -3,13 +3,13 @@ character through the program out (the voice and the avatar that the RTMP stream
 topics when chat has been quiet, and falls silent while the streamer speaks. Operators pause, skip and inject lines
 (REST routes in routes.py).
 
-Every answer is an ordinary `Reply` (server/turn.py), so skipping, the streamer's voice and shutdown all cancel it
-the same way barge-in does in a conversation.
+Every answer is an ordinary `Reply` (server/turn.py), planned inside it, so skipping, pausing, the streamer's voice
+and shutdown all cancel it the same way barge-in does in a conversation, in every phase (planning included) until
+its last word has played; the host subscribes to the reply's events like a session does.
 """
 from __future__ import annotations
 
 import asyncio
-import base64
 import itertools
 import logging
 import time
@@ -21,8 +21,9 @@ import numpy as np
 
 from livehost.persona.dialogue import Dialogue
 from livehost.server import metrics
-from livehost.server.turn import Reply, ReplyPlan, text_until
-from livehost.speech.audio import AudioFormat, Resampler, encode_audio
+from livehost.server.reply_events import Chunk, ReplyEvent, audio_delta, to_realtime, with_ids
+from livehost.server.turn import Reply, ReplyPlan
+from livehost.speech.audio import AudioFormat, Resampler
 
 from .events import ChatEvent, Message
 from .prompts import Addressed, chat_messages, idle_messages, lead_for, viewer_name
@@ -33,24 +34,29 @@ MAX_TURNS = 8  # exchanges kept as context; the 135M default model loses the thr
 
 
 class _VoiceTap:
-    """The reply's voice goes to the program out; overlays subscribed to the host's events get a copy as Realtime
-    audio deltas (pcm16, 24 kHz), so a browser overlay can play and lip-sync the host as a stream source."""
+    """The reply's voice out (server/voice_out.py) is the program out's clock; overlays subscribed to the host's
+    events get a copy as Realtime audio deltas (pcm16, 24 kHz), so a browser overlay can play and lip-sync the host
+    as a stream source."""
     OVERLAY = AudioFormat("audio/pcm", 24000)
 
     def __init__(self, program: Any, publish: Callable[[dict], None], has_listeners: Callable[[], bool]):
         self.program, self.publish, self.has_listeners = program, publish, has_listeners
+        self.rate = program.rate
         self._resampler = Resampler(program.rate, self.OVERLAY.rate)
         self.response_id = ""
 
     def write(self, pcm: np.ndarray) -> None:
         self.program.write(pcm)
         if self.has_listeners():
-            data = encode_audio(self._resampler.process(pcm), self.OVERLAY)
-            self.publish({"type": "response.output_audio.delta", "response_id": self.response_id,
-                          "delta": base64.b64encode(data).decode()})
+            self.publish(with_ids([audio_delta({"response_id": self.response_id}, self._resampler.process(pcm),
+                                               self.OVERLAY)])[0])
 
     def clear(self) -> int:
         return self.program.clear()
+
+    @property
+    def queued_ms(self) -> float:
+        return self.program.queued_ms
 
 
 @dataclass
@@ -89,7 +95,6 @@ class StreamHost:
         self._voice = _VoiceTap(program, self._publish, lambda: bool(self.subscribers))
         self.spoken = {"chat": 0, "idle": 0, "line": 0}
         self._first_audio_pending = False
-        self._tail_cut_ms = 0.0  # a skip after the whole answer was sent: how much of its end went unheard
         self._warm: Optional[asyncio.Task] = None
 
     # ---- in: chat, operators, the streamer's voice ------------------------------------------------------------------
@@ -163,18 +168,10 @@ class StreamHost:
             self._add_turn([{"role": "user", "content": f"(The streamer said: «{text}»)"}])
 
     def _cancel(self, reason: str) -> bool:
-        if self.reply is None:
+        if self.reply is None or self.reply.status != "in_progress":
             return False
-        if self.reply.status == "in_progress":
-            self.reply.cancel(reason)  # stops the LLM, TTS, the queued voice and the mouth at once
-            return True
-        if self.program.speaking:  # all was sent already, the tail is still playing
-            self._tail_cut_ms = 1000 * self.program.clear() / self.program.rate
-            if self.program.stage:
-                self.program.stage.clear()
-            self._publish({"type": "output_audio_buffer.cleared", "response_id": self.reply.id})  # overlays stop too
-            return True
-        return False
+        self.reply.cancel(reason)  # stops planning, the LLM, TTS, the voice not yet played and the mouth at once
+        return True
 
     # ---- the host's loop ---------------------------------------------------------------------------------------------
 
@@ -225,61 +222,63 @@ class StreamHost:
         return max(0.05, min(ahead)) if ahead else None
 
     async def _speak(self, turn: Turn) -> None:
-        self.turn, self._tail_cut_ms = turn, 0.0
-        plan, llm, asked = await self._plan(turn)
-        reply = self.reply = Reply(plan, llm, self.engines.tts, self._on_reply_event)
+        self.turn = turn
+        s, asked = self.settings, []
+        plan = ReplyPlan(messages=[], output_format=AudioFormat("audio/pcm", self.program.rate),
+                         max_tokens=s.llm.max_tokens, temperature=s.llm.temperature, lead_ms=s.server.output_lead_ms,
+                         audio_out=self._voice, dialogue=self.dialogue, avatar=self.program.stage)
+
+        async def prepare(plan: ReplyPlan) -> None:
+            asked.extend(await self._plan(turn, plan))
+        reply = self.reply = Reply(plan, self.engines.llm, self.engines.tts, self._on_reply, prepare)
         self._voice.response_id = reply.id
         self._publish({"type": "livehost.stream.turn", "kind": turn.kind, **self._about(turn)})
         self._first_audio_pending = turn.item is not None  # for the chat-to-speech latency
         reply.start()
         self._warm = asyncio.get_running_loop().create_task(self._warm_next(reply, asked))  # runs on past done
-        await reply.done.wait()
-        while reply.status == "completed" and self.program.queued_ms > 0:
-            await asyncio.sleep(0.05)  # the voice is still playing what was sent
+        await reply.done.wait()  # played to the end, or cut
         self.program.set_caption(None)
-        status, heard = reply.status, reply.heard
-        if self._tail_cut_ms:  # cut while its last words were still playing
-            status, heard = "cancelled", text_until(reply.segments, reply.sent_ms - self._tail_cut_ms)
-            self._tail_cut_ms = 0.0
-        metrics.STREAM_SPOKEN.labels(turn.kind, status).inc()
+        result = reply.result
+        metrics.STREAM_SPOKEN.labels(turn.kind, result.status).inc()
         self.spoken[turn.kind] += 1
-        if heard:  # what the LLM wrote when all of it was said (the cache holds it), else what was heard
-            said = reply.generated if status == "completed" and reply.generated and not reply.wrapped else heard
+        if result.heard:  # what the LLM wrote when all of it was said (the cache holds it), else what was heard
+            said = result.generated if result.status == "completed" and result.generated and not result.wrapped \
+                else result.heard
             self._add_turn(asked + [{"role": "assistant", "content": said}])
         if turn.item is not None:
             self._remember(turn.item.event)
-        self._publish({"type": "livehost.stream.said", "kind": turn.kind, "status": status, "text": heard,
-                       **self._about(turn)})
+        self._publish({"type": "livehost.stream.said", "kind": turn.kind, "status": result.status,
+                       "text": result.heard, **self._about(turn)})
         self.reply, self.turn = None, None
         self._last_activity = time.monotonic()
         await asyncio.sleep(self.settings.stream.gap_s)
 
-    async def _plan(self, turn: Turn) -> tuple[ReplyPlan, Any, list[dict]]:
-        """The reply's plan, the LLM to use, and the messages this turn adds to the history."""
-        llm, script, history = self.engines.llm, None, self.history
+    async def _plan(self, turn: Turn, plan: ReplyPlan) -> list[dict]:
+        """Planning, inside the reply: what it says (the plan's messages or line, and its LLM); returns the
+        messages this turn adds to the history."""
+        history = self.history
         if turn.kind == "line":
-            messages, script = [], turn.text
-            asked = [{"role": "user", "content": "(Make an announcement.)"}]
-        elif turn.kind == "idle":
-            messages = idle_messages(self.character, history, turn.text)
-            asked = messages[1 + len(history):]
-        else:
-            event = turn.item.event
-            memories, regular = await asyncio.to_thread(self._viewer, event)
-            messages = chat_messages(self.character, history, event, memories, regular)
-            asked = messages[1 + len(history):]
-            llm = Addressed(llm, *lead_for(event))
-        s = self.settings
-        plan = ReplyPlan(messages=messages, output_format=AudioFormat("audio/pcm", self.program.rate),
-                         max_tokens=s.llm.max_tokens, temperature=s.llm.temperature, lead_ms=s.server.output_lead_ms,
-                         audio_out=self._voice, dialogue=self.dialogue, avatar=self.program.stage, script=script)
-        return plan, llm, asked
+            plan.script = turn.text
+            return [{"role": "user", "content": "(Make an announcement.)"}]
+        if turn.kind == "idle":
+            plan.messages = idle_messages(self.character, history, turn.text)
+            return plan.messages[1 + len(history):]
+        event = turn.item.event
+        memories, regular = await asyncio.to_thread(self._viewer, event)
+        plan.messages = chat_messages(self.character, history, event, memories, regular)
+        plan.llm = Addressed(self.engines.llm, *lead_for(event))
+        return plan.messages[1 + len(history):]
 
     async def _warm_next(self, reply: Reply, asked: list[dict]) -> None:
         """While this answer is still being spoken, have the LLM read the prompt of the next chat answer (one token),
         so its prompt cache holds it when that turn comes: the next answer then starts after a short read."""
-        await reply.written.wait()
+        written = asyncio.ensure_future(reply.written.wait())
+        ended = asyncio.ensure_future(reply.done.wait())
+        await asyncio.wait({written, ended}, return_when=asyncio.FIRST_COMPLETED)
+        written.cancel(), ended.cancel()
         item = self.queue.peek()
+        if not reply.written.is_set():  # cut before the LLM was done: nothing to build on
+            return
         if item is None or not reply.generated or self.engines.llm is None:
             return
         event = item.event
@@ -305,16 +304,19 @@ class StreamHost:
     def _add_turn(self, messages: list[dict]) -> None:
         self._turns = self._with_turn(messages)
 
-    def _on_reply_event(self, event: dict) -> None:
-        kind = event["type"]
-        if kind == "response.output_audio_transcript.delta":
+    def _on_reply(self, event: ReplyEvent) -> None:
+        """The reply's events, as a session gets them: captions and the latency metric here, and the Realtime form
+        for overlays, so the overlay page plays the host like a session's reply."""
+        if isinstance(event, Chunk):
             if self._first_audio_pending and self.turn and self.turn.item:
                 self._first_audio_pending = False
                 metrics.STREAM_CHAT_TO_SPEECH.observe(self.queue.clock() - self.turn.item.enqueued_at)
-            self.program.set_caption(event["delta"].strip())
-        if kind.startswith(("response.output_audio_transcript", "livehost.emotion", "livehost.visemes")) or \
-                kind in ("response.created", "response.done"):
-            self._publish(event)  # Realtime-shaped, so the overlay page plays the host like a session's reply
+            self.program.set_caption(event.text.strip())
+        for wire in with_ids(to_realtime(event)):
+            kind = wire["type"]
+            if kind.startswith(("response.output_audio_transcript", "livehost.emotion", "livehost.visemes")) or \
+                    kind in ("response.created", "response.done"):
+                self._publish(wire)
 
     # ---- viewers' memory ---------------------------------------------------------------------------------------------
 

@@ -1,7 +1,7 @@
 """The livestream's "program out": one real-time clock that plays the host's voice and draws its face.
 
-Like `Speaker` in server/webrtc.py, the audio played so far IS the clock: `clock_ms()` counts every sample handed
-to the sinks (speech and the silence between), so an `AvatarStage` built on it moves its lips exactly where the
+It is a media clock (server/voice_out.py), like `Speaker` in server/webrtc.py: the audio played so far IS the
+clock, `clock_ms()` counts every sample handed to the sinks (speech and the silence between), so an `AvatarStage` built on it moves its lips exactly where the
 viewer hears the sound. Sinks (an RTMP publisher, a file recorder) receive timestamped raw frames and must not
 block: they do their encoding on their own thread.
 """
@@ -14,6 +14,8 @@ from typing import Any, Optional, Protocol, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
+
+from livehost.server.voice_out import MediaClock
 
 log = logging.getLogger(__name__)
 
@@ -30,20 +32,18 @@ class Sink(Protocol):
     def video(self, rgb: np.ndarray, pts_frames: int) -> None: ...  # (H, W, 3) uint8, pts in frames at `fps`
 
 
-class ProgramOut:
+class ProgramOut(MediaClock):
     """The stream's single clock: queued voice plays out at real time, silence in between, the face at `fps`.
 
     `stage` (an AvatarStage or None) is set by the caller, built on `clock_ms`; without one a plain dark frame shows.
     """
 
     def __init__(self, rate: int = 48000, fps: int = 25, size: int | tuple[int, int] = 256, caption: bool = False):
-        self.rate, self.fps = rate, fps
+        super().__init__(rate, rate * AUDIO_FRAME_MS // 1000)
+        self.fps = fps
         self.size: tuple[int, int] = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
         self.caption = caption
         self.stage: Optional[Any] = None
-        self.frame_samples = rate * AUDIO_FRAME_MS // 1000
-        self._buffer = np.zeros(0, np.int16)
-        self._pts = 0  # samples handed to the sinks: the clock
         self._caption_text: Optional[str] = None
         self._band: tuple[Optional[str], Any] = (None, None)  # a caption and its drawing: (top row, colour, alpha)
         self.render_s = 0.0  # time spent drawing frames (the stage and the caption), for the cost report
@@ -51,29 +51,11 @@ class ProgramOut:
         self.skipped_video = 0  # video frames not drawn because the loop was late (audio never skips)
         self._render_failed = False
 
-    # --- the voice -------------------------------------------------------------------------------------------
-    def write(self, pcm: np.ndarray) -> None:
-        """Queues int16 mono samples at `rate` to play after what is already queued."""
-        self._buffer = np.concatenate([self._buffer, np.asarray(pcm).astype(np.int16, copy=False).reshape(-1)])
-
-    def clear(self) -> int:
-        """Barge-in: drops what was not played yet; returns how many samples were dropped."""
-        dropped, self._buffer = len(self._buffer), np.zeros(0, np.int16)
-        return dropped
-
+    # --- the voice: write(pcm), clear(), queued_ms and speaking come from MediaClock ---------------------------
     def clock_ms(self) -> float:
         """Program audio played so far (speech and silence): the clock the avatar renders by. A method because
         `AvatarStage` takes a callable clock."""
-        return 1000.0 * self._pts / self.rate
-
-    @property
-    def queued_ms(self) -> float:
-        """Voice still waiting to play: where a reply queued now would start (`stage.begin(program.queued_ms)`)."""
-        return 1000.0 * len(self._buffer) / self.rate
-
-    @property
-    def speaking(self) -> bool:
-        return len(self._buffer) > 0
+        return 1000.0 * self.pts / self.rate
 
     # --- the picture -----------------------------------------------------------------------------------------
     def set_caption(self, text: Optional[str]) -> None:
@@ -116,7 +98,7 @@ class ProgramOut:
         start = time.perf_counter()
         audio_k = video_n = 0
         a_step, v_step = AUDIO_FRAME_MS / 1000, 1.0 / self.fps
-        base_pts = self._pts  # the clock keeps counting across runs; pts handed to sinks start at 0 each run
+        base_pts = self.pts  # the clock keeps counting across runs; pts handed to sinks start at 0 each run
         while True:
             t_audio, t_video = audio_k * a_step, video_n * v_step
             due = min(t_audio, t_video)
@@ -141,12 +123,10 @@ class ProgramOut:
                     sink.video(rgb, video_n)
                 video_n += 1
             else:
-                chunk, self._buffer = self._buffer[:self.frame_samples], self._buffer[self.frame_samples:]
-                if len(chunk) < self.frame_samples:
-                    chunk = np.pad(chunk, (0, self.frame_samples - len(chunk)))
+                pts = self.pts - base_pts
+                chunk = self.next_frame()
                 for sink in sinks:
-                    sink.audio(chunk, self._pts - base_pts)
-                self._pts += self.frame_samples
+                    sink.audio(chunk, pts)
                 audio_k += 1
 
 
