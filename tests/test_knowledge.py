@@ -105,6 +105,7 @@ def shop(tmp_path_factory, embedder):
 
 
 @pytest.mark.parametrize("question,source,needle", QUESTIONS)
+@pytest.mark.e2e
 def test_right_chunk_first(shop, question, source, needle):
     found = shop.relevant("lumi", question)
     assert found, f"nothing relevant for {question!r}: best {shop.search('lumi', question, 1)[0]}"
@@ -112,10 +113,12 @@ def test_right_chunk_first(shop, question, source, needle):
 
 
 @pytest.mark.parametrize("question", UNRELATED)
+@pytest.mark.e2e
 def test_unrelated_question_gets_nothing(shop, question):
     assert shop.relevant("lumi", question) == [], shop.search("lumi", question, 1)
 
 
+@pytest.mark.e2e
 def test_chinese_faq(tmp_path, zh_embedder):
     files = write_shop(tmp_path)
     kb = KnowledgeBase(tmp_path / "zh.db", zh_embedder)
@@ -128,6 +131,7 @@ def test_chinese_faq(tmp_path, zh_embedder):
     kb.close()
 
 
+@pytest.mark.e2e
 def test_characters_are_separate(shop):
     assert {c.source for c in shop.search("mei", "Can I pay with PayPal?", 10)} == {"policy.md"}
     assert {c.character for c in shop.search("lumi", "refunds", 20)} == {"lumi"}
@@ -162,6 +166,7 @@ def test_faq_rows_and_chinese_sentences():
         chunk_document("csv", b"q;a\nx;y\n")
 
 
+@pytest.mark.e2e
 def test_readd_replaces_and_remove(tmp_path, embedder):
     files = write_shop(tmp_path)
     kb = KnowledgeBase(tmp_path / "kb.db", embedder)
@@ -180,6 +185,7 @@ def test_readd_replaces_and_remove(tmp_path, embedder):
     reopened.close()
 
 
+@pytest.mark.e2e
 def test_unsupported_and_pdf(tmp_path, embedder):
     kb = KnowledgeBase(tmp_path / "kb.db", embedder)
     (tmp_path / "x.docx").write_bytes(b"PK")
@@ -205,6 +211,7 @@ SHIPPED = Path(__file__).resolve().parents[1] / "persona" / "characters" / "know
 
 
 @pytest.mark.skipif(not SHIPPED.is_dir(), reason="no shipped knowledge")
+@pytest.mark.e2e
 def test_shipped_bilingual_knowledge(tmp_path, zh_embedder):
     """The shipped shop with the engine its bilingual characters get: English and Chinese questions both land."""
     kb = KnowledgeBase(tmp_path / "kb.db", zh_embedder)

@@ -5,6 +5,7 @@ import asyncio
 import itertools
 
 import numpy as np
+import pytest
 
 from conftest import load_speech
 from livehost.speech.asr import Transcript
@@ -30,6 +31,7 @@ async def run(listener: Listener, audio: np.ndarray, chunk: int = 1600) -> None:
     await asyncio.sleep(0.2)
 
 
+@pytest.mark.e2e
 async def test_speculative_transcript_becomes_the_final_one():
     speech = load_speech("jfk.flac", 16000).astype(np.float32) / 32768
     phrase = speech[: int(16000 * 2.2)]  # "And so, my fellow Americans"
@@ -47,6 +49,7 @@ async def test_speculative_transcript_becomes_the_final_one():
     assert kinds.index("speculative") < kinds.index("speech_stopped"), "the guess came after the silence wait"
 
 
+@pytest.mark.e2e
 async def test_resumed_speech_voids_the_guess():
     speech = load_speech("jfk.flac", 16000).astype(np.float32) / 32768
     part = speech[: int(16000 * 2.2)]

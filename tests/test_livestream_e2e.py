@@ -42,6 +42,7 @@ async def wait_for(predicate, timeout: float, what: str):
 
 
 @needs_rtmp_server
+@pytest.mark.e2e
 async def test_stream_answers_a_chat_burst_and_goes_out_over_rtmp(ircd, settings, engines, tmp_path):  # noqa: F811
     nginx = Nginx(tmp_path)
     app = stream_app(settings, engines, ircd, nginx.url("show"))

@@ -67,6 +67,7 @@ def msg(user: str, text: str, mention: bool = False) -> Message:
     return Message("twitch", "show", user.lower(), user, text=text, is_mention=mention)
 
 
+@pytest.mark.e2e
 async def test_paid_first_by_name_with_thanks_and_orders_withheld(engines, settings):
     async with hosting(engines, settings, idle_after_s=600) as (host, events):
         host.pause()
@@ -88,6 +89,7 @@ async def test_paid_first_by_name_with_thanks_and_orders_withheld(engines, setti
         assert third["priority"] == "chat" and third["viewer"].lower() in third["text"].lower(), third
 
 
+@pytest.mark.e2e
 async def test_operator_line_skip_pause_and_idle_talk(engines, settings):
     async with hosting(engines, settings, idle_after_s=1.5) as (host, events):
         idle = await next_said(events, 30)  # nothing in chat: the host brings up one of its topics
@@ -112,6 +114,7 @@ async def test_operator_line_skip_pause_and_idle_talk(engines, settings):
         assert host.program.queued_ms == 0
 
 
+@pytest.mark.e2e
 async def test_the_host_yields_to_the_streamers_voice(engines, settings, jfk24k):
     async with hosting(engines, settings, idle_after_s=600) as (host, events):
         mic = StreamerMic(engines, host.settings, host, rate=16000)
@@ -137,6 +140,7 @@ async def test_the_host_yields_to_the_streamers_voice(engines, settings, jfk24k)
         await mic.close()
 
 
+@pytest.mark.e2e
 async def test_regulars_are_remembered_across_streams(engines, settings):
     async with hosting(engines, settings, idle_after_s=600) as (host, events):
         host.ingest(msg("Jazzfan", "I love jazz and my cat is called Miso"))
@@ -175,6 +179,7 @@ async def test_addressed_says_the_name_once():
         Addressed(_Scripted(["Wow, ", "so kind."]), "Thank you, Big!", ("thank",))))
 
 
+@pytest.mark.e2e
 async def test_a_skip_while_the_last_words_play_cuts_them_too(engines, settings):
     # the voice is sent 1.5 s ahead, so that a slow machine's TTS still gets that far ahead of the speaker
     ahead = settings.model_copy(update={"server": settings.server.model_copy(update={"output_lead_ms": 1500})})
@@ -191,6 +196,7 @@ async def test_a_skip_while_the_last_words_play_cuts_them_too(engines, settings)
         assert 0 < len(cut["text"].split()) < 15, cut["text"]  # only the words heard (the line has 15)
 
 
+@pytest.mark.e2e
 async def test_idle_talk_gives_way_to_chat_and_an_answer_to_a_super_chat(engines, settings):
     """Chat arriving during idle talk, and a super chat arriving during an answer: the host ends the sentence it is
     saying (never mid-word) and turns to them, instead of finishing a long monologue first. The LLM is scripted

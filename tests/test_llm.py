@@ -36,6 +36,7 @@ def llama() -> LlamaCppLLM:
     return engine
 
 
+@pytest.mark.e2e
 async def test_embedded_streams_english(llama):
     deltas = await collect(llama.stream(CHAT, max_tokens=24, temperature=0.0))
     text = "".join(deltas)
@@ -46,6 +47,7 @@ async def test_embedded_streams_english(llama):
     assert "paris" in text.lower()
 
 
+@pytest.mark.e2e
 async def test_embedded_aclose_stops_worker_and_releases_lock(llama):
     stream = llama.stream([{"role": "user", "content": "Tell me a long story about a dragon."}],
                           max_tokens=300, temperature=0.7)
@@ -64,6 +66,7 @@ async def test_embedded_aclose_stops_worker_and_releases_lock(llama):
     assert "".join(await collect(llama.stream(CHAT, max_tokens=8, temperature=0.0))).strip()
 
 
+@pytest.mark.e2e
 async def test_embedded_task_cancel_stops_worker(llama):
     first = asyncio.Event()
 
@@ -83,6 +86,7 @@ async def test_embedded_task_cancel_stops_worker(llama):
     assert time.monotonic() - t0 < 0.5 and not llama._lock.locked()
 
 
+@pytest.mark.e2e
 async def test_embedded_concurrent_requests_both_complete(llama):
     a, b = await asyncio.gather(
         collect(llama.stream(CHAT, max_tokens=12, temperature=0.0)),
@@ -99,6 +103,7 @@ async def ttft(engine, messages) -> tuple[float, str]:
     return elapsed, first + rest
 
 
+@pytest.mark.e2e
 async def test_embedded_reuses_prompt_prefix_across_turns(llama):
     # A long system prompt never seen before (the nonce defeats any earlier cache), then a second turn.
     system = f"Session {uuid.uuid4().hex}. " + " ".join(
@@ -154,6 +159,7 @@ def llama_server(tmp_path_factory):
         proc.kill()
 
 
+@pytest.mark.e2e
 async def test_http_streams_deltas(llama_server):
     _, url = llama_server
     engine = OpenAICompatibleLLM(base_url=url)

