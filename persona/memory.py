@@ -208,6 +208,12 @@ class MemoryStore:
                                     "LIMIT ?", (user_id, min_importance, n)).fetchall()
         return [Memory(r[0], user_id, r[1], r[2], r[3], r[4], r[5]) for r in rows]
 
+    def users(self) -> list[tuple[str, int]]:
+        """Every user with stored memories and how many: whatever their id, each can be listed and erased."""
+        with self._lock:
+            return [(r[0], r[1]) for r in self._db.execute(
+                "SELECT user_id, COUNT(*) FROM memories GROUP BY user_id ORDER BY user_id").fetchall()]
+
     def count(self, user_id: str) -> int:
         with self._lock:
             return self._db.execute("SELECT COUNT(*) FROM memories WHERE user_id=?", (user_id,)).fetchone()[0]

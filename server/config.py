@@ -113,14 +113,30 @@ class ServerSettings(Section):
     port: int = Field(8000, ge=1, le=65535)
     api_keys: list[str] = Field(default_factory=list, description="accepted Bearer keys; empty: no auth (local use)")
     token_ttl_s: float = Field(600, ge=10, le=86400, description="longest life of a browser client token")
-    page_tokens: bool = Field(True, description="livehost's own pages may get client tokens without an API key; "
-                              "false: only API-key holders (your backend) can mint them")
+    page_tokens: bool = Field(True, description="without api_keys: web pages may get (anonymous) client tokens; "
+                              "with api_keys a token is only ever minted for an API-key holder (your backend)")
     token_secret: Optional[str] = Field(None, description="signs client tokens; set it to keep tokens valid "
                                         "across restarts and between several server processes")
     max_message_bytes: int = Field(1 << 20, ge=4096, description="largest WebSocket message accepted")
     max_buffer_seconds: float = Field(60.0, gt=0, description="longest uncommitted input audio kept")
     max_ahead_of_realtime_s: float = Field(5.0, gt=0, description="input audio may run this far ahead of the wall clock")
     output_lead_ms: int = Field(400, ge=0, description="reply audio is sent this far ahead of playback, no more")
+    # hardening: who may connect from where, and how much one client may take
+    allowed_origins: list[str] = Field(default_factory=list, description="web origins (https://site.example) whose "
+                                       "pages may use the API, besides the server's own and loopback; '*': any")
+    public_metrics: bool = Field(False, description="with api_keys: /metrics, /healthz and /v1/characters answer "
+                                 "without a credential (false: they need a key; characters also take a token)")
+    max_sessions: int = Field(100, ge=1, description="open sessions (WebSocket and WebRTC) at most")
+    max_replies: int = Field(4, ge=1, description="replies in progress at once (the LLM is shared); "
+                             "more get a server_busy error")
+    sessions_per_minute: int = Field(120, ge=1, description="new sessions per client address per minute")
+    events_per_second: int = Field(200, ge=1, description="client events per session per second (audio included)")
+    responses_per_minute: int = Field(60, ge=1, description="response.create per session per minute")
+    max_outbox_bytes: int = Field(8 << 20, ge=1 << 16, description="events waiting for a slow client; past it the "
+                                  "client is disconnected")
+    max_item_chars: int = Field(32_000, ge=100, description="longest text of one conversation item")
+    max_conversation_chars: int = Field(400_000, ge=1000, description="text of a whole conversation; the oldest "
+                                        "items leave first")
     log_level: str = "info"
 
 

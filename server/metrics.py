@@ -24,3 +24,13 @@ STREAM_SPOKEN = Counter("livehost_stream_spoken_total", "host turns by kind (cha
                         ["kind", "status"])
 STREAM_CHAT_TO_SPEECH = Histogram("livehost_stream_chat_to_speech_seconds", "chat event received to the first audio "
                                   "of its answer", buckets=_BUCKETS + (20.0, 30.0, 60.0, 120.0))
+
+# limits (a client must not be able to take the server from others)
+SLOW_CLIENTS = Counter("livehost_slow_clients_total", "clients disconnected because they did not read their events "
+                       "(server.max_outbox_bytes)", ["transport"])
+SESSIONS_REFUSED = Counter("livehost_sessions_refused_total", "sessions refused, by reason (session_limit_reached, "
+                           "rate_limit_exceeded)", ["reason"])
+REPLIES_REFUSED = Counter("livehost_replies_refused_total", "response.create refused, by reason (server_busy, "
+                          "rate_limit_exceeded)", ["reason"])
+RATE_LIMITED = Counter("livehost_rate_limited_total", "requests over a per-client rate limit", ["what"])
+REPLIES_ACTIVE = Gauge("livehost_replies_active", "replies in progress (server.max_replies at most)")

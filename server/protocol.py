@@ -5,12 +5,15 @@ Only translation lives here; what an event does is decided in session.py.
 from __future__ import annotations
 
 import itertools
+import json
+import re
 import secrets
 from dataclasses import dataclass, field, replace
 from typing import Any, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from livehost.server.auth import user_id_problem
 from livehost.speech.audio import PCM24K, AudioFormat, AudioFormatError
 
 _counter = itertools.count()
@@ -88,6 +91,79 @@ CLIENT_EVENTS: dict[str, type[_Event]] = {
 }
 
 
+MAX_DEPTH = 32  # no Realtime event nests deeper than a handful of levels
+
+
+def decode_message(raw: str | bytes) -> Any:
+    """JSON text -> data; any problem (bad JSON, nesting deeper than MAX_DEPTH, a lone surrogate, which no UTF-8
+    writer can send back) is a ProtocolError."""
+    try:
+        data = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ProtocolError(f"the message is not valid JSON: {exc}", code="invalid_json") from None
+    except RecursionError:
+        raise ProtocolError(f"the message nests deeper than {MAX_DEPTH} levels", code="invalid_json") from None
+    stack = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, str):
+            if _SURROGATE.search(value):
+                raise ProtocolError("the message holds a lone UTF-16 surrogate (such as \\ud800), which is not text",
+                                    code="invalid_json")
+        elif isinstance(value, (dict, list)):
+            if depth > MAX_DEPTH:
+                raise ProtocolError(f"the message nests deeper than {MAX_DEPTH} levels", code="invalid_json")
+            items = value.items() if isinstance(value, dict) else enumerate(value)
+            for key, child in items:
+                if isinstance(key, str) and _SURROGATE.search(key):
+                    raise ProtocolError("the message holds a lone UTF-16 surrogate, which is not text",
+                                        code="invalid_json")
+                stack.append((child, depth + 1))
+    return data
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _check_item(item: dict, event_id: Optional[str]) -> None:
+    """conversation.item.create: the fields the server reads have the types it reads them as."""
+    def bad(param: str, what: str) -> ProtocolError:
+        return ProtocolError(f"conversation.item.create: {param} must be {what}", code="invalid_value",
+                             param=param, event_id=event_id)
+    for key in ("id", "type", "role", "status"):
+        if item.get(key) is not None and not isinstance(item[key], str):
+            raise bad(f"item.{key}", "a string")
+    if item.get("id") is not None and not 1 <= len(item["id"]) <= 64:
+        raise bad("item.id", "1..64 characters")
+    content = item.get("content")
+    if isinstance(content, list):
+        for part in content:
+            if not isinstance(part, dict):
+                continue  # the conversation's own check names this one
+            for key in ("type", "text", "transcript"):
+                if part.get(key) is not None and not isinstance(part[key], str):
+                    raise bad(f"item.content.{key}", "a string")
+
+
+def check_modalities(value: Any, param: str, event_id: Optional[str] = None) -> None:
+    if value is None:
+        return
+    if not isinstance(value, list) or not value or not all(isinstance(m, str) for m in value) \
+            or not set(value) <= {"audio", "text"}:
+        raise ProtocolError(f"{param} must be a list holding 'audio' or 'text'", code="invalid_value", param=param,
+                            event_id=event_id)
+
+
+def _check_response(options: Optional[dict], event_id: Optional[str]) -> None:
+    if not options:
+        return
+    for key in ("output_modalities", "modalities"):
+        check_modalities(options.get(key), f"response.{key}", event_id)
+    if options.get("instructions") is not None and not isinstance(options["instructions"], str):
+        raise ProtocolError("response.instructions must be a string", code="invalid_value",
+                            param="response.instructions", event_id=event_id)
+
+
 def parse_client_event(data: Any) -> _Event:
     if not isinstance(data, dict):
         raise ProtocolError("an event must be a JSON object", code="invalid_event")
@@ -101,12 +177,17 @@ def parse_client_event(data: Any) -> _Event:
         raise ProtocolError(f"unknown event type {kind!r}", code="invalid_event_type", param="type",
                             event_id=event_id)
     try:
-        return model.model_validate(data)
+        event = model.model_validate(data)
     except ValidationError as exc:
         err = exc.errors()[0]
         param = ".".join(str(p) for p in err["loc"])
         code = "missing_required_parameter" if err["type"] == "missing" else "invalid_value"
         raise ProtocolError(f"{kind}: {param}: {err['msg']}", code=code, param=param, event_id=event_id) from None
+    if isinstance(event, ItemCreate):
+        _check_item(event.item, event_id)
+    elif isinstance(event, ResponseCreate):
+        _check_response(event.response, event_id)
+    return event
 
 
 # ---- session configuration -----------------------------------------------------------------------------------------
@@ -174,13 +255,14 @@ def apply_session_update(config: SessionConfig, patch: dict) -> SessionConfig:
             if not value.strip() or len(value) > 128:
                 raise ProtocolError(f"session.livehost.{key} must be 1..128 characters", code="invalid_value",
                                     param=f"session.livehost.{key}")
+            if key == "user_id" and value != config.user_id and (problem := user_id_problem(value)):
+                raise ProtocolError(f"session.livehost.user_id: {problem}", code="invalid_value",
+                                    param="session.livehost.user_id")
             changes[key] = value.strip()
     if "avatar_frames" in ext:
         changes["avatar_frames"] = _avatar_frames(ext["avatar_frames"])
     if (mods := _get(patch, "output_modalities", list, "session") or _get(patch, "modalities", list, "session")):
-        if not set(mods) <= {"audio", "text"}:
-            raise ProtocolError("session.output_modalities may hold 'audio' or 'text'", code="invalid_value",
-                                param="session.output_modalities")
+        check_modalities(mods, "session.output_modalities")
         changes["output_modalities"] = ("audio",) if "audio" in mods else ("text",)
     if "max_output_tokens" in patch:
         limit = patch["max_output_tokens"]

@@ -5,10 +5,11 @@ import asyncio
 import json
 import logging
 
-from fastapi import WebSocket, WebSocketDisconnect
+from fastapi import HTTPException, WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse
 
-from livehost.server.auth import presented_credential
+from livehost.server.auth import chosen_subprotocol
+from livehost.server.limits import Refused
 from livehost.server.protocol import ProtocolError
 from livehost.server.session import RealtimeSession
 
@@ -17,27 +18,47 @@ log = logging.getLogger("livehost.ws")
 
 async def realtime_websocket(ws: WebSocket) -> None:
     settings, engines = ws.app.state.settings, ws.app.state.engines
-    reason = ws.app.state.gate.why_not(presented_credential(ws.headers))
-    if reason:  # a clear 401 with the reason, where the server supports denial responses; else a policy close
+    try:
+        identity = ws.app.state.gate.identify(ws.headers)
+    except HTTPException as exc:  # a clear 401 with the reason, where the server supports denial responses
         try:
             await ws.send_denial_response(JSONResponse({"error": {"type": "invalid_request_error",
-                                                                  "code": "unauthorized", "message": reason}}, 401))
+                                                                  "code": "unauthorized", "message": exc.detail}}, 401))
         except RuntimeError:
-            await ws.close(code=1008, reason=reason)
+            await ws.close(code=1008, reason=exc.detail)
         return
-    offered = [p.strip() for p in ws.headers.get("sec-websocket-protocol", "").split(",") if p.strip()]
-    await ws.accept(subprotocol="realtime" if "realtime" in offered else None)
-    session = RealtimeSession(engines, settings, "websocket", model=ws.query_params.get("model", "livehost"))
+    try:
+        guard = ws.app.state.limits.open(identity, ws.client.host if ws.client else "")
+    except Refused as exc:  # like peers: an error event the client can read, then a "try again later" close
+        await ws.accept(subprotocol=chosen_subprotocol(ws.headers))
+        await ws.send_text(json.dumps(exc.event()))
+        await ws.close(code=1013, reason=exc.code)
+        return
+    try:
+        await ws.accept(subprotocol=chosen_subprotocol(ws.headers))
+        session = RealtimeSession(engines, settings, "websocket", model=ws.query_params.get("model", "livehost"),
+                                  guard=guard)
+    except BaseException:
+        guard.close()
+        raise
     session.start()
-    log.info("session %s opened", session.id)
+    log.info("session %s opened (%s)", session.id, identity.kind)
     reader = asyncio.create_task(_read(ws, session, settings.server.max_message_bytes))
     writer = asyncio.create_task(_write(ws, session))
+    slow = asyncio.create_task(session.outbox.overflowed.wait())
     try:
-        await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait({reader, writer, slow}, return_when=asyncio.FIRST_COMPLETED)
+        if slow.done():
+            log.warning("session %s: the client does not read its events; disconnected", session.id)
     finally:
-        for task in (reader, writer):
+        for task in (reader, writer, slow):
             task.cancel()
-        await asyncio.gather(reader, writer, return_exceptions=True)
+        await asyncio.gather(reader, writer, slow, return_exceptions=True)
+        if slow.done() and not slow.cancelled():
+            try:
+                await asyncio.wait_for(ws.close(code=1008, reason="slow consumer: events were not read in time"), 2)
+            except (asyncio.TimeoutError, RuntimeError, WebSocketDisconnect):
+                pass
         await session.close()
         log.info("session %s closed", session.id)
 
@@ -50,6 +71,7 @@ async def _read(ws: WebSocket, session: RealtimeSession, limit: int) -> None:
         data = message.get("text") if message.get("text") is not None else message.get("bytes")
         if data is None:
             continue
+        await session.guard.pace()
         if len(data) > limit:
             session.send(ProtocolError(f"message of {len(data)} bytes is over the limit of {limit} bytes "
                                        f"(server.max_message_bytes); split audio into smaller appends",
@@ -58,10 +80,19 @@ async def _read(ws: WebSocket, session: RealtimeSession, limit: int) -> None:
         await session.handle(data)
 
 
+def encode_event(event: dict) -> str:
+    """JSON for the wire; a lone surrogate (which UTF-8 cannot carry) is sent escaped instead of ending the writer."""
+    text = json.dumps(event, ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return json.dumps(event)
+
+
 async def _write(ws: WebSocket, session: RealtimeSession) -> None:
     try:
         while True:
-            event = await session.outbox.get()
-            await ws.send_text(json.dumps(event, ensure_ascii=False))
+            await ws.send_text(encode_event(await session.outbox.get()))
     except (WebSocketDisconnect, RuntimeError):
         return

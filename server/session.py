@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import json
 import logging
 import time
 from dataclasses import replace
@@ -18,8 +17,10 @@ import numpy as np
 from livehost.server import metrics
 from livehost.avatar.stage import AvatarStage, stream_frames
 from livehost.persona.dialogue import Dialogue
-from livehost.server.protocol import (ProtocolError, SessionConfig, TurnDetection, apply_session_update, new_id,
-                                      parse_client_event)
+from livehost.server.limits import SessionGuard
+from livehost.server.outbox import Outbox
+from livehost.server.protocol import (ProtocolError, SessionConfig, TurnDetection, apply_session_update,
+                                      decode_message, new_id, parse_client_event)
 from livehost.server.conversation import Conversation, client_item, item_text, user_audio_item
 from livehost.server.reply_events import Done, ReplyEvent, Started, assistant_item, to_realtime
 from livehost.server.turn import Reply, ReplyPlan
@@ -31,19 +32,22 @@ log = logging.getLogger("livehost.session")
 
 class RealtimeSession:
     def __init__(self, engines: Any, settings: Any, transport: str = "websocket", model: str = "livehost",
-                 audio_out: Optional[Any] = None, media_format: Optional[AudioFormat] = None):
+                 audio_out: Optional[Any] = None, media_format: Optional[AudioFormat] = None,
+                 guard: Optional[SessionGuard] = None):
         self.engines, self.settings, self.transport, self.model = engines, settings, transport, model
+        self.guard = guard or SessionGuard(None, settings.server)  # what its credential allows, and its limits
+        self.guard.session = self
         self.audio_out = audio_out  # a media transport's speaker: has write(pcm) and clear(); None sends events
         self.avatar: Optional[Any] = None  # an AvatarStage when the transport shows a face (WebRTC video)
         self.id = new_id("sess")
         vad, asr = settings.vad, settings.asr
         self.media_format = media_format  # media transports fix the audio format; session.update cannot change it
-        self.config = SessionConfig(
+        self.config = self.guard.initial(SessionConfig(
             character=settings.persona.character,
             **({"input_format": media_format, "output_format": media_format} if media_format else {}),
             language=None if asr.language == "auto" else asr.language,
-            turn_detection=TurnDetection(vad.threshold, vad.prefix_padding_ms, vad.silence_ms))
-        self.outbox: asyncio.Queue[dict] = asyncio.Queue()
+            turn_detection=TurnDetection(vad.threshold, vad.prefix_padding_ms, vad.silence_ms)))
+        self.outbox = Outbox(settings.server.max_outbox_bytes, transport)  # bounded: a client that does not read is let go
         self.conversation = Conversation()
         self.reply: Optional[Reply] = None
         self._pending: dict[str, asyncio.Task] = {}  # user items still being transcribed
@@ -80,7 +84,7 @@ class RealtimeSession:
     def _make_dialogue(self) -> Dialogue:
         e, llm = self.engines, self.settings.llm
         return Dialogue(e.characters.get(self.config.character), e.llm, user_id=self.config.user_id,
-                        memory=e.memory, knowledge=e.knowledge,
+                        memory=None if self.guard.identity.anonymous else e.memory, knowledge=e.knowledge,
                         budget_tokens=max(256, llm.context_tokens - llm.max_tokens - 400))
 
     def _session_dict(self) -> dict:
@@ -94,11 +98,7 @@ class RealtimeSession:
     async def handle(self, raw: str | bytes) -> None:
         """One client message. Every client mistake becomes an `error` event; the session goes on."""
         try:
-            try:
-                data = json.loads(raw)
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                raise ProtocolError(f"the message is not valid JSON: {exc}", code="invalid_json") from None
-            event = parse_client_event(data)
+            event = parse_client_event(decode_message(raw))
             handler = getattr(self, "_on_" + event.type.replace(".", "_"))
             try:
                 await handler(event)
@@ -107,12 +107,17 @@ class RealtimeSession:
                 raise
         except ProtocolError as exc:
             self.send(exc.event())
+        except Exception as exc:  # noqa: BLE001 - a server bug on one event must not end the session
+            log.exception("session %s: the event failed", self.id)
+            self.send(ProtocolError(f"the server could not handle this event ({type(exc).__name__})",
+                                    code="server_error").event())
 
     async def _on_session_update(self, event) -> None:
         old = self.config
         config = apply_session_update(old, event.session)
         if self.media_format:
             config = replace(config, input_format=self.media_format, output_format=self.media_format)
+        self.guard.check_update(old, config)
         if (config.character, config.user_id) != (old.character, old.user_id):
             try:
                 self.engines.characters.get(config.character)
@@ -200,6 +205,7 @@ class RealtimeSession:
         if event.previous_item_id and event.previous_item_id not in self.conversation.items:
             raise ProtocolError(f"previous_item_id {event.previous_item_id!r} does not exist",
                                 code="item_not_found", param="previous_item_id")
+        self.guard.fit_item(item_text(item), self.conversation)
         self._add_item(item)
         if item["role"] == "user":
             self.dialogue.heard_user(item_text(item))
@@ -223,6 +229,7 @@ class RealtimeSession:
         if self.reply and self.reply.status == "in_progress":
             raise ProtocolError("the conversation already has an active response",
                                 code="conversation_already_has_active_response")
+        self.guard.admit_response()
         if self.reply:  # cancelled a moment ago (response.cancel, then response.create): it is winding down
             await self.reply.done.wait()
         options = event.response or {}
@@ -402,5 +409,6 @@ class RealtimeSession:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.dialogue.close()
+        self.guard.close()
         metrics.SESSIONS_ACTIVE.labels(self.transport).dec()
 

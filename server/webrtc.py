@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import fractions
-import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -19,7 +18,10 @@ from aiortc.mediastreams import MediaStreamError
 from fastapi import HTTPException, Request, Response
 
 from livehost.avatar.stage import AvatarStage
+from livehost.server import metrics
+from livehost.server.limits import Refused
 from livehost.server.protocol import new_id
+from livehost.server.realtime_ws import encode_event
 from livehost.server.session import RealtimeSession
 from livehost.server.voice_out import MediaClock
 from livehost.speech.audio import AudioFormat
@@ -84,6 +86,7 @@ class Call:
     registry: dict
     tasks: set = field(default_factory=set)
     closed: bool = False
+    fingerprint: str = ""  # of the credential that made the call: only it (or an API key) hangs up
 
     def spawn(self, coro) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -117,19 +120,31 @@ def _configure_ice(settings: Any) -> RTCConfiguration:
 async def create_call(request: Request) -> Response:
     app = request.app
     settings, engines, calls = app.state.settings, app.state.engines, app.state.calls
-    app.state.gate.require(request.headers)
+    identity = app.state.gate.identify(request.headers)
     if len(calls) >= settings.webrtc.max_calls:
         raise HTTPException(503, f"too many calls ({settings.webrtc.max_calls}); try again later")
-    body = (await request.body())[:200_000].decode("utf-8", "replace")
-    if not body.lstrip().startswith("v=0"):
-        raise HTTPException(400, "the body must be an SDP offer (Content-Type: application/sdp) starting with 'v=0'")
-    if "m=audio" not in body or "opus" not in body.lower():
-        raise HTTPException(400, "the offer must have an audio section with the Opus codec")
-    pc = RTCPeerConnection(_configure_ice(settings))
-    speaker = Speaker()
-    session = RealtimeSession(engines, settings, "webrtc", model=request.query_params.get("model", "livehost"),
-                              audio_out=speaker, media_format=MEDIA_FORMAT)
-    call = Call(new_id("rtc"), pc, session, speaker, calls)
+    call_id = new_id("rtc")
+    calls[call_id] = None  # the slot is taken before the first await: concurrent offers cannot overshoot max_calls
+    try:
+        guard = app.state.limits.open(identity, request.client.host if request.client else "")
+    except Refused as exc:
+        calls.pop(call_id, None)
+        raise HTTPException(503 if exc.code == "session_limit_reached" else 429, exc.message) from None
+    try:
+        body = (await _read_offer(request)).decode("utf-8", "replace")
+        if not body.lstrip().startswith("v=0"):
+            raise HTTPException(400, "the body must be an SDP offer (Content-Type: application/sdp) starting with 'v=0'")
+        if "m=audio" not in body or "opus" not in body.lower():
+            raise HTTPException(400, "the offer must have an audio section with the Opus codec")
+        pc = RTCPeerConnection(_configure_ice(settings))
+        speaker = Speaker()
+        session = RealtimeSession(engines, settings, "webrtc", model=request.query_params.get("model", "livehost"),
+                                  audio_out=speaker, media_format=MEDIA_FORMAT, guard=guard)
+    except BaseException:
+        calls.pop(call_id, None)
+        guard.close()
+        raise
+    call = Call(call_id, pc, session, speaker, calls, fingerprint=identity.fingerprint)
     try:
         _wire(call)  # before the offer is applied: applying it fires the "track" event
         await pc.setRemoteDescription(RTCSessionDescription(sdp=body, type="offer"))
@@ -166,10 +181,17 @@ def _wire(call: Call) -> None:
     def on_datachannel(channel) -> None:
         if channel.label != "oai-events":
             return
-        inbox: asyncio.Queue = asyncio.Queue()
-        channel.on("message", inbox.put_nowait)
+        inbox: asyncio.Queue = asyncio.Queue(maxsize=256)  # bounded: a flood is dropped, not kept
+
+        def on_message(message) -> None:
+            if inbox.full():
+                metrics.RATE_LIMITED.labels("events").inc()
+            else:
+                inbox.put_nowait(message)
+        channel.on("message", on_message)
         call.spawn(_read_events(inbox, session))
         call.spawn(_write_events(channel, session))
+        call.spawn(_close_when_slow(call))
 
     @pc.on("connectionstatechange")
     async def on_state() -> None:
@@ -190,14 +212,23 @@ async def _pump_microphone(track: MediaStreamTrack, session: RealtimeSession) ->
 
 async def _read_events(inbox: asyncio.Queue, session: RealtimeSession) -> None:
     while True:  # one at a time, in order, like the WebSocket reader
-        await session.handle(await inbox.get())
+        message = await inbox.get()
+        await session.guard.pace()
+        await session.handle(message)
 
 
 async def _write_events(channel, session: RealtimeSession) -> None:
     while channel.readyState == "connecting":
         await asyncio.sleep(0.02)
     while channel.readyState == "open":
-        channel.send(json.dumps(await session.outbox.get(), ensure_ascii=False))
+        while channel.bufferedAmount > 1 << 20:  # the peer is not reading: events wait in the bounded outbox
+            await asyncio.sleep(0.05)
+        channel.send(encode_event(await session.outbox.get()))
+
+
+async def _close_when_slow(call: Call) -> None:
+    await call.session.outbox.overflowed.wait()
+    await call.close("slow consumer: events were not read in time")
 
 
 async def _ice_deadline(call: Call, seconds: float) -> None:
@@ -207,9 +238,23 @@ async def _ice_deadline(call: Call, seconds: float) -> None:
         await call.close(f"ICE did not complete within {seconds:g} s")
 
 
+async def _read_offer(request: Request, limit: int = 200_000) -> bytes:
+    """The SDP offer, read no further than `limit` bytes (an offer is a few KB)."""
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise HTTPException(413, f"an SDP offer is at most {limit} bytes")
+    return body
+
+
 async def hangup_call(call_id: str, request: Request) -> dict:
+    gate = request.app.state.gate
     call = request.app.state.calls.get(call_id)
+    identity = gate.identify(request.headers)
     if call is None:
         raise HTTPException(404, f"no call {call_id!r}")
+    if identity.kind != "key" and identity.fingerprint != call.fingerprint:
+        raise HTTPException(403, "only the credential that made the call (or an API key) may hang it up")
     await call.close("hung up by the client")
     return {"id": call_id, "status": "closed"}

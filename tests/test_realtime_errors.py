@@ -196,7 +196,9 @@ async def test_api_keys_and_client_tokens(settings, engines):
         assert json.loads(await ws.recv())["type"] == "session.created"
         await ws.close()
         async with httpx.AsyncClient(base_url=srv.url) as client:
-            token = (await client.post("/v1/realtime/client_secrets")).json()["value"]  # what a page does
+            assert (await client.post("/v1/realtime/client_secrets")).status_code == 401  # no key, no token
+            token = (await client.post("/v1/realtime/client_secrets", headers={"Authorization": "Bearer s3cret"})
+                     ).json()["value"]  # what a site's backend does for its page
             assert (await client.get("/v1/users/x/memories", headers={"Authorization": f"Bearer {token}"})
                     ).status_code == 401, "a browser token must not read users' memories"
             assert (await client.get("/v1/users/x/memories", headers={"Authorization": "Bearer s3cret"})

@@ -28,9 +28,7 @@ async def test_page_without_a_token_is_refused(locked_server):
         page.on("websocket", lambda ws: opened.append(ws.url))
         page.on("request", lambda r: "/v1/realtime/calls" in r.url and opened.append(r.url))
         await page.goto(f"{locked_server.url}/?character=lumi")
-        await wait_for(page, "document.querySelector('#character').options.length >= 3", 10)
-        await page.get_by_role("button", name="Start talking").click()
-        alert = page.get_by_role("alert")
+        alert = page.get_by_role("alert")  # with API keys, a page with no token cannot even list the characters
         await alert.wait_for(state="visible", timeout=10_000)
         text = await alert.text_content()
         assert "Not authorised" in text and "client token" in text, text
@@ -39,6 +37,21 @@ async def test_page_without_a_token_is_refused(locked_server):
         await shot(page, "auth-1-not-authorised")
         assert opened == [], f"a session was opened without a token: {opened}"
         assert locked_server.app.state.calls == {}
+
+
+async def test_page_with_a_token_in_its_address_talks(locked_server):
+    """An operator mints a token with the key and opens the page with it (#token=..., never sent to a server)."""
+    import httpx
+    async with httpx.AsyncClient(base_url=locked_server.url, headers={"Authorization": "Bearer k"}) as http:
+        token = (await http.post("/v1/realtime/client_secrets", json={
+            "session": {"livehost": {"character": "lumi"}}})).json()["value"]
+    async with launch() as (_, page):
+        await page.goto(f"{locked_server.url}/?character=lumi&transport=websocket#token={token}")
+        await wait_for(page, "document.querySelector('#character').options.length >= 3", 10)
+        await page.get_by_role("button", name="Start talking").click()
+        await wait_for(page, "livehostDebug.state === 'listening'", 20)
+        created = await page.evaluate("livehostDebug.events.find(e => e.type === 'session.created').session")
+        assert created["livehost"]["user_id"].startswith("anon_") and created["livehost"]["character"] == "lumi"
 
 
 async def test_site_backend_mints_the_token_for_the_widget(locked_server):

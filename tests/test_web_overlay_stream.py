@@ -29,7 +29,8 @@ async def stream_server(settings, engines, port: int, lead_ms: int = 400):
     s = settings.model_copy(update={
         "stream": settings.stream.model_copy(update={"character": "lumi", "idle_after_s": 600, "gap_s": 0.2}),
         "llm": settings.llm.model_copy(update={"max_tokens": 60}),  # long enough to skip one mid-answer
-        "server": settings.server.model_copy(update={"api_keys": [KEY], "output_lead_ms": lead_ms})})
+        "server": settings.server.model_copy(update={"api_keys": [KEY], "output_lead_ms": lead_ms,
+                                                     "token_secret": "overlay-test"})})  # tokens outlive a restart
     with RunningServer(create_app(s, engines, stream=True), port) as server:
         async with httpx.AsyncClient(base_url=server.url, headers=AUTH, timeout=10) as http:
             yield server, http
@@ -63,7 +64,8 @@ async def test_overlay_plays_the_stream_host(settings, engines):
     started = time.monotonic()
     async with launch(viewport={"width": 960, "height": 540}) as (_, page):
         async with stream_server(settings, engines, port) as (server, http):
-            await page.goto(f"{server.url}/overlay.html?stream=1&captions=1&asker=1")
+            token = (await http.post("/v1/realtime/client_secrets")).json()["value"]  # the operator mints it
+            await page.goto(f"{server.url}/overlay.html?stream=1&captions=1&asker=1#token={token}")
             await wait_for(page, "livehostDebug.state === 'listening' && livehostDebug.avatar.name === 'lumi'", 20)
             assert await page.evaluate("livehostDebug.events[0].type") == "livehost.stream.state"
 

@@ -10,7 +10,7 @@
 //   autostart=1           connect on load (kiosks; browsers may still want a click for audio)
 //
 // For tests and debugging, window.livehostDebug holds {events, levels: [[ms, rms]...], state, transport, avatar}.
-import {listCharacters} from "./lib/realtime.js";
+import {listCharacters, tokenFromAddress} from "./lib/realtime.js";
 import {LiveSession} from "./lib/session.js";
 import {Avatar} from "./lib/avatar.js";
 import {ChatLog} from "./lib/chat-log.js";
@@ -31,6 +31,7 @@ const session = new LiveSession({
   origin: location.origin, character: params.get("character") || undefined,
   transport: params.get("transport") || "auto", mode: params.get("mode") === "ptt" ? "ptt" : "vad",
   silenceMs: number("silence_ms"), iceTimeoutMs: number("ice_timeout_ms") || 8000, avatar, onVideo: showVideo,
+  token: tokenFromAddress(),  // index.html#token=ek_...: a token the operator minted (servers with API keys)
 });
 window.livehostDebug = Object.assign(session.debug, {avatar, avatarDigest});
 
@@ -69,7 +70,7 @@ function toast(message, ms = 5000) {
 async function loadCharacters() {
   hideAlert();
   try {
-    characters = await listCharacters(location.origin);
+    characters = await listCharacters(location.origin, session.o.token);
   } catch (err) {
     showAlert(session.explain(err).message, {onRetry: loadCharacters});
     return;

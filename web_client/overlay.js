@@ -12,13 +12,15 @@
 //                    (/v1/stream/events; reconnects by itself). character, mic, silence_ms and the controller below
 //                    do not apply: operators use /v1/stream/say and /v1/stream/skip
 //   asker=1          with stream=1: the name of the viewer being answered, above the captions
+//   #token=ek_...    (in the fragment) a client token the operator minted with the API key, for a server with
+//                    api_keys: POST /v1/realtime/client_secrets {"expires_after": {"seconds": 86400}}
 //
 // Without stream=1 the overlay opens its own session (over the WebSocket, so the face is drawn here on a transparent
 // canvas). A controller page on the same origin drives it with a BroadcastChannel named "livehost-overlay":
 //   new BroadcastChannel("livehost-overlay").postMessage({type: "say", text: "Welcome, everyone!"})
 //     -> the text becomes a user message and the host answers it aloud
 //   ... .postMessage({type: "interrupt"})  -> the host stops talking
-import {listCharacters} from "./lib/realtime.js";
+import {listCharacters, tokenFromAddress} from "./lib/realtime.js";
 import {LiveSession} from "./lib/session.js";
 import {Avatar} from "./lib/avatar.js";
 
@@ -31,7 +33,7 @@ const avatar = new Avatar($("avatar"));
 avatar.start();
 const stream = params.get("stream") === "1";
 const session = new LiveSession({origin: location.origin, transport: stream ? "stream" : "websocket", avatar,
-  character: params.get("character") || undefined,
+  character: params.get("character") || undefined, token: tokenFromAddress(),
   silenceMs: params.get("silence_ms") ? Number(params.get("silence_ms")) : undefined});
 window.livehostDebug = Object.assign(session.debug, {avatar});
 
@@ -82,7 +84,7 @@ async function showCharacter(wanted) {
 
 async function start() {
   try {
-    characters = await listCharacters(location.origin);
+    characters = await listCharacters(location.origin, session.o.token);
     if (!stream) await showCharacter(params.get("character"));  // stream: the host's, from livehost.stream.state
     await session.connect({withMic: !stream && params.get("mic") === "1"});
     notice("");

@@ -30,11 +30,20 @@ async function request(url, options) {
   }
 }
 
-/** The characters a session can pick: [{id, name, greeting, languages, mode, avatar, emotions}]. */
-export async function listCharacters(origin) {
-  const r = await request(`${origin}/v1/characters`);
+/** The characters a session can pick: [{id, name, greeting, languages, mode, avatar, emotions}]. A server with
+ * API keys lists them for a client token (or when it makes them public: server.public_metrics). */
+export async function listCharacters(origin, token) {
+  const r = await request(`${origin}/v1/characters`, token ? {headers: {Authorization: `Bearer ${token}`}} : {});
+  if (r.status === 401 || r.status === 403) throw new AuthError(await detail(r));
   if (!r.ok) throw new Error(await detail(r));
   return (await r.json()).data;
+}
+
+/** A client token handed to the page in its address, `page.html#token=ek_...` (a fragment never reaches a
+ * server's logs): an operator mints it with the API key (e.g. for an OBS overlay), and the page never sees the key. */
+export function tokenFromAddress() {
+  const found = new URLSearchParams(location.hash.slice(1)).get("token");
+  return found || undefined;
 }
 
 /** A short-lived client token. `tokenUrl` may be your own backend's endpoint (same answer shape). */
@@ -116,7 +125,7 @@ class RTCConnection extends Connection {
   }
 
   close() {
-    if (this.callUrl && !this.closed) fetch(`${this.callUrl}/hangup`, {method: "POST"}).catch(() => {});
+    if (this.callUrl && !this.closed) hangup(this.callUrl, this.token);
     this.ended("closed by the page");
     this.pc.close();
   }
@@ -131,6 +140,7 @@ export async function connectWebRTC({origin, token, mic, onTrack, iceTimeoutMs =
   const pc = new RTCPeerConnection();
   const channel = pc.createDataChannel("oai-events");
   const conn = new RTCConnection(pc, channel);
+  conn.token = token;  // the call is hung up with the credential that made it
   try {
     const track = mic && mic.getAudioTracks()[0];  // none yet: the microphone can join later (setMicrophone)
     conn.sender = pc.addTransceiver(track || "audio", {direction: "sendrecv", streams: mic ? [mic] : []}).sender;
@@ -156,10 +166,14 @@ export async function connectWebRTC({origin, token, mic, onTrack, iceTimeoutMs =
     return conn;
   } catch (err) {
     conn.closed = true;
-    if (conn.callUrl) fetch(`${conn.callUrl}/hangup`, {method: "POST"}).catch(() => {});
+    if (conn.callUrl) hangup(conn.callUrl, token);
     pc.close();
     throw err;
   }
+}
+
+function hangup(callUrl, token) {
+  fetch(`${callUrl}/hangup`, {method: "POST", headers: token ? {Authorization: `Bearer ${token}`} : {}}).catch(() => {});
 }
 
 class WSConnection extends Connection {
