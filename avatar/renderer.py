@@ -34,7 +34,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from livehost.avatar.visemes import OPENNESS, VISEMES, VisemeTrack, dominant
-from livehost.server.registry import Registry
+from livehost.speech.registry import Registry
 
 AVATARS: Registry = Registry("avatar")
 

@@ -41,7 +41,7 @@ from typing import Literal, Protocol
 
 import numpy as np
 
-from livehost.server.registry import Registry
+from livehost.speech.registry import Registry
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from typing import Any, AsyncIterator, Protocol
 
 import httpx
 
-from livehost.server.registry import Registry
+from livehost.speech.registry import Registry
 
 log = logging.getLogger(__name__)
 

@@ -11,6 +11,8 @@ import logging
 import re
 from typing import Awaitable, Callable, Optional, Sequence
 
+from livehost.speech.chunker import is_cjk
+
 log = logging.getLogger("livehost.persona")
 
 Summarize = Callable[[str], Awaitable[str]]
@@ -22,14 +24,9 @@ _SENTENCE = re.compile(r"^.+?(?:[.!?](?=\s|$)|[。！？])", re.S)
 _LINE_CHARS = 400  # per message, in the text handed to the summarizer
 
 
-def _is_cjk(c: str) -> bool:
-    return "\u3000" <= c <= "\u9fff" or "\uac00" <= c <= "\ud7af" or "\uf900" <= c <= "\ufaff" \
-        or "\uff00" <= c <= "\uffef"
-
-
 def estimate_tokens(text: str) -> int:
     """Cheap and a little pessimistic: about 4 characters a token for Latin text, one token per CJK character."""
-    cjk = sum(1 for c in text if _is_cjk(c))
+    cjk = sum(1 for c in text if is_cjk(c))
     return cjk + -(-(len(text) - cjk) // 4)
 
 

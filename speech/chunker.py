@@ -29,7 +29,8 @@ _EMOJI = re.compile(
 )
 
 
-def _is_cjk(c: str) -> bool:
+def is_cjk(c: str) -> bool:
+    """CJK ideographs, kana, hangul and full-width forms: written without spaces between words."""
     return "\u3000" <= c <= "\u9fff" or "\uac00" <= c <= "\ud7af" or "\uf900" <= c <= "\ufaff" \
         or "\uff00" <= c <= "\uffef"
 
@@ -121,7 +122,7 @@ class SentenceChunker:
         i = 0
         while i < n:
             c = buf[i]
-            if c == "\n" or c in _CJK_ENDERS or (c == "…" and i and _is_cjk(buf[i - 1])):
+            if c == "\n" or c in _CJK_ENDERS or (c == "…" and i and is_cjk(buf[i - 1])):
                 return i + 1
             if c in _CJK_CLAUSE and self._early(i + 1):
                 return i + 1
@@ -132,7 +133,7 @@ class SentenceChunker:
                         j += 1
                 if j == n:
                     return None  # the next token decides
-                if buf[j].isspace() or _is_cjk(buf[j]):
+                if buf[j].isspace() or is_cjk(buf[j]):
                     if c in _EN_ENDERS and not (c == "." and _is_abbreviation(buf, i)):
                         return j
                     if c in _EN_CLAUSE and self._early(j):

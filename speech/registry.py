@@ -1,10 +1,15 @@
-"""Engine registries: every engine kind (asr, tts, llm, ...) picks its implementation by name from config.
+"""Engine registries: every engine kind (asr, tts, llm, embeddings, avatar, ...) picks its implementation by name
+from config; and the folder where engines keep the models they prepare.
 
-Heavy engines are built once per process by `shared()` and reused by every session.
+Heavy engines are built once per process by `shared()` and reused by every session. This module lives in speech/,
+the bottom layer (it imports nothing of livehost), so that speech/, persona/ and avatar/ register their engines
+without importing livehost.server: layers point one way, server -> persona/avatar -> speech.
 """
 from __future__ import annotations
 
+import os
 import threading
+from pathlib import Path
 from typing import Any, Callable, Generic, TypeVar
 
 T = TypeVar("T")
@@ -51,3 +56,9 @@ class Registry(Generic[T]):
     def clear(self) -> None:
         with self._lock:
             self._shared.clear()
+
+
+def model_cache_dir() -> Path:
+    """Where prepared models live unless `cache_dir` is set: $XDG_CACHE_HOME/livehost, else ~/.cache/livehost."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "livehost"

@@ -14,7 +14,7 @@ from typing import Iterator
 
 import numpy as np
 
-from livehost.server.registry import Registry
+from livehost.speech.registry import Registry
 
 TTS: Registry = Registry("tts")
 log = logging.getLogger("livehost.models")

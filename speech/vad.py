@@ -9,7 +9,7 @@ from typing import Literal
 import numpy as np
 import onnxruntime as ort
 
-from livehost.server.registry import Registry
+from livehost.speech.registry import Registry
 
 VAD: Registry = Registry("vad")
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from livehost.persona.embeddings import (EMBEDDINGS, VectorIndex, default_engine, has_cjk, resolve_engine)
-from livehost.server.registry import UnknownEngine
+from livehost.speech.registry import UnknownEngine
 
 BENCH = Path(__file__).resolve().parents[1] / "bench" / "retrieval.py"
 
