@@ -1,16 +1,19 @@
-"""Settings: defaults < YAML file (--config / LIVEHOST_CONFIG) < environment (LIVEHOST_*, nested with __).
+"""Settings: defaults < YAML file (--config / LIVEHOST_CONFIG) < environment (LIVEHOST_*, nested with __) < flags.
 
 Example: LIVEHOST_LLM__ENGINE=openai LIVEHOST_LLM__BASE_URL=http://127.0.0.1:11434/v1 livehost serve
 """
 from __future__ import annotations
 
 import os
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal, Optional
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from livehost.speech.registry import model_cache_dir
 
 
 class Section(BaseModel):
@@ -158,24 +161,28 @@ class Settings(BaseSettings):
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings):
-        # init (the YAML file and CLI flags) is weaker than the environment, so a deployment can override a file.
-        return env_settings, init_settings
+        # strongest first: flags (init), then the environment, then the YAML file; nested sections merge key by key
+        return init_settings, env_settings, _FileSource(settings_cls)
 
     def model_cache(self) -> Path:
-        if self.cache_dir:
-            return Path(self.cache_dir)
-        return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "livehost"
+        return Path(self.cache_dir) if self.cache_dir else model_cache_dir()
 
 
 class ConfigError(Exception):
     pass
 
 
-def _merge(base: dict, extra: dict) -> dict:
-    out = dict(base)
-    for key, value in extra.items():
-        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-    return out
+_FILE: ContextVar[dict] = ContextVar("livehost_settings_file", default={})  # the YAML file being loaded
+
+
+class _FileSource(PydanticBaseSettingsSource):
+    """The YAML file's settings, weaker than the environment (a deployment overrides a file without editing it)."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return _FILE.get()
 
 
 def load_settings(path: Optional[str | Path] = None, overrides: Optional[dict[str, Any]] = None) -> Settings:
@@ -189,10 +196,12 @@ def load_settings(path: Optional[str | Path] = None, overrides: Optional[dict[st
             raise ConfigError(f"cannot read config file {path}: {exc}") from None
         if not isinstance(data, dict):
             raise ConfigError(f"config file {path} must hold a mapping of sections, not {type(data).__name__}")
-    data = _merge(data, overrides or {})
+    token = _FILE.set(data)
     try:
-        return Settings(**data)
+        return Settings(**(overrides or {}))  # flags (overrides) > LIVEHOST_* environment > the file > defaults
     except ValidationError as exc:
         lines = [f"  {'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()]
         where = f" (file {path}, or LIVEHOST_* variables)" if path else " (LIVEHOST_* variables or flags)"
         raise ConfigError("invalid configuration" + where + ":\n" + "\n".join(lines)) from None
+    finally:
+        _FILE.reset(token)

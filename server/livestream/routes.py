@@ -20,7 +20,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Request, WebSocket, WebSocketDisconnect
 from pydantic import BaseModel, Field
 
-from livehost.server.auth import presented_credential
+from livehost.server.auth import presented_credential, chosen_subprotocol
 from livehost.speech.audio import AudioFormatError
 
 from .ingest import IngestError, parse_ingest
@@ -110,8 +110,7 @@ async def _accepted(ws: WebSocket, key_only: bool) -> bool:
     if getattr(ws.app.state, "stream", None) is None:
         await ws.close(code=1011, reason="livestream mode is not running (start it with `livehost stream`)")
         return False
-    offered = [p.strip() for p in ws.headers.get("sec-websocket-protocol", "").split(",")]
-    await ws.accept(subprotocol="realtime" if "realtime" in offered else None)  # browsers drop an unanswered offer
+    await ws.accept(subprotocol=chosen_subprotocol(ws.headers))
     return True
 
 
