@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -149,3 +150,47 @@ class Endpointer:
         self.in_speech = False
         self.silence_run_ms = 0.0
         return "stop"
+
+
+@dataclass(frozen=True)
+class Eagerness:
+    """How soon semantic_vad ends a turn: at the first short pause the model judges complete with P >= threshold,
+    else after max_wait_ms of silence whatever it judged (a thought left hanging still gets an answer)."""
+    threshold: float
+    max_wait_ms: int
+
+
+# Tuned on bench/turns.py (its RESULTS.md section has the figures); "auto" is OpenAI's name for the middle one.
+# At 128 ms the model separates best: later, P(complete) rises in every pause, mid-thought ones too; over 0.9 the
+# finished turns it is sure of get few, so low differs from medium by its longer wait only.
+EAGERNESS = {"low": Eagerness(0.9, 3000), "medium": Eagerness(0.9, 2000), "high": Eagerness(0.5, 1000)}
+EAGERNESS["auto"] = EAGERNESS["medium"]
+SEMANTIC_GATE_MS = 128  # the VAD's silence before the end-of-turn model is asked: the VAD stays the first gate
+
+
+class SemanticEndpointer(Endpointer):
+    """An Endpointer whose turn may end early: after gate_ms of silence it sets `ask`, the caller runs the
+    end-of-turn model on the turn so far, and `end_now()` ends the turn if `complete(p)`. If the model never
+    says so, the turn ends after the eagerness's max wait, as a server_vad turn does after silence_ms."""
+
+    def __init__(self, threshold: float = 0.5, min_speech_ms: float = 96, eagerness: Eagerness = EAGERNESS["auto"],
+                 frame_ms: float = 32.0, gate_ms: float = SEMANTIC_GATE_MS):
+        super().__init__(threshold, min_speech_ms, eagerness.max_wait_ms, frame_ms)
+        self.eagerness, self.gate_ms = eagerness, gate_ms
+        self.ask = False
+
+    def update(self, prob: float) -> EndpointEvent | None:
+        before = self.silence_run_ms
+        event = super().update(prob)
+        # Once per pause: the frame on which the silence reaches the gate.
+        self.ask = self.in_speech and before < self.gate_ms - 1e-6 <= self.silence_run_ms
+        return event
+
+    def complete(self, p: float) -> bool:
+        return p >= self.eagerness.threshold
+
+    def end_now(self) -> None:
+        """The model judged the turn complete: it ends here, as if the max wait had passed."""
+        self.in_speech = False
+        self.silence_run_ms = 0.0
+        self.ask = False
