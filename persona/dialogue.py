@@ -14,12 +14,15 @@ from typing import Any, Optional
 
 from livehost.persona.character import Character
 from livehost.persona.emotion import EmotionTagger, prosody_for
+from livehost.persona.grounding import extract_answer, handoff_line
+from livehost.persona.reply_filter import Prompt
 from livehost.persona.window import SUMMARY_INSTRUCTION, ConversationWindow
 from livehost.speech.tts import Prosody
 
 log = logging.getLogger("livehost.dialogue")
 _QUESTION = re.compile(r"[?？]|^\s*(what|when|where|which|who|whom|why|how|can|could|do|does|did|is|are|will|would|"
                        r"should|may|have|has)\b|(吗|呢|什么|怎么|哪|几|多少|为什么|是否|能不能|可以)", re.I)
+_ABOUT_USER = re.compile(r"\b(my|me|mine|i|i'm)\b|我", re.I)
 
 
 @dataclass
@@ -33,6 +36,10 @@ class Plan:
 
 async def _none() -> None:
     return None
+
+
+def _cite(chunk) -> dict:
+    return {"id": str(chunk.id), "source": chunk.source, "score": round(float(chunk.score), 3)}
 
 
 def _context(memories: list[str], notes: list[tuple[str, str]]) -> str:
@@ -69,11 +76,20 @@ class Dialogue:
             asyncio.to_thread(self._memories, user_text, c.memory.max_memories_in_prompt) if want_memory else _none(),
             asyncio.to_thread(self._relevant, user_text) if want_knowledge else _none())
         memories = found_memories or []
+        strict = c.knowledge.answer_only_from_knowledge
         if want_knowledge:
             notes = [(str(ch.id), ch.text) for ch in chunks]
-            sources = [{"id": str(ch.id), "source": ch.source, "score": round(float(ch.score), 3)} for ch in chunks]
-            if not chunks and c.knowledge.answer_only_from_knowledge and _QUESTION.search(user_text):
-                return Plan([], script=c.knowledge.handoff_message, handoff="no_knowledge")
+            sources = [_cite(ch) for ch in chunks]
+        asked = bool(user_text) and _QUESTION.search(user_text) is not None
+        if strict and want_knowledge and asked:
+            # The answer is the sources' own words: a small model must not be trusted to copy a price.
+            answer = await asyncio.to_thread(extract_answer, user_text, chunks,
+                                              self.knowledge.embedder_for(user_text)) if chunks else None
+            if answer is not None:
+                return Plan([], script=answer.text, sources=[_cite(answer.chunk)])
+            if not (memories and _ABOUT_USER.search(user_text)):
+                return Plan([], script=handoff_line(c.knowledge.handoff_message, user_text),
+                            handoff="no_knowledge")
         summary, recent = await self.window.fit(conversation, self._summarize)
         # The persona and the history come first and stay the same from turn to turn, so the LLM's prompt cache
         # keeps them; what changes every turn (memories, notes, the summary) goes just before the user's words.
@@ -85,6 +101,11 @@ class Dialogue:
         if context:
             last_user = max((i for i, m in enumerate(messages) if m["role"] == "user"), default=len(messages))
             messages.insert(last_user, {"role": "system", "content": context})
+        if strict:
+            # What the LLM writes itself (small talk, what it knows of the user) may claim only what these hold.
+            facts = "\n".join([c.persona, c.greeting, c.name, user_text, *memories, *(t for _, t in notes)])
+            return Plan(Prompt(messages, facts=facts, fallback=handoff_line(c.knowledge.handoff_message, user_text)),
+                        sources=sources)
         return Plan(messages, sources=sources)
 
     def _memories(self, user_text: str, limit: int) -> list[str]:

@@ -137,6 +137,9 @@ class KnowledgeBase:
         floor = self._floors["cjk" if has_cjk(query) else "latin"] if min_score is None else min_score
         return [c for c in self.search(character, query, k) if c.score >= floor]
 
+    def embedder_for(self, query: str) -> Embedder:
+        return self.embedder
+
     def sources(self, character: str) -> list[str]:
         with self._lock:
             return [r[0] for r in self._db.execute("SELECT source FROM sources WHERE character=? ORDER BY source",

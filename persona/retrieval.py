@@ -40,6 +40,9 @@ class ByLanguage:
     def relevant(self, character: str, query: str, min_score: float | None = None, k: int = 4) -> list:
         return self._for(query).relevant(character, query, min_score, k)
 
+    def embedder_for(self, query: str) -> Any:
+        return self._for(query).embedder
+
     def sources(self, character: str) -> list[str]:
         return self.latin.sources(character)
 

@@ -1,0 +1,205 @@
+"""Grounded answers for characters that may only say what their knowledge holds (`answer_only_from_knowledge`).
+
+A 135M model cannot be trusted to copy a price, so the answer is taken from the sources themselves:
+- an FAQ row that matches the question well: its answer, as written;
+- prose: the part of the best chunk that matches the question best (a list item, or the sentences of a short
+  section, said with its heading), found by the knowledge base's own embedder.
+`unsupported()` is the check for words the LLM writes itself (small talk, what it remembers about the user): every
+number, weekday, name and yes/no claim in a sentence must be found in the facts it was given.
+"""
+from __future__ import annotations
+
+import re
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import numpy as np
+
+from livehost.persona.embeddings import has_cjk
+
+SHORT_SECTION = 260  # characters: a section this short is said whole (its price is often its last sentence)
+HANDOFF_ZH = "这个我不太确定。需要我帮您转接同事吗？"  # a Chinese question gets a Chinese handoff if the card's is not
+
+
+@dataclass
+class Answer:
+    text: str
+    chunk: Any  # the knowledge chunk it comes from
+    kind: str   # "faq" or "prose"
+
+
+# ---- extractive answers -----------------------------------------------------------------------------------------
+
+def _faq_answer(text: str) -> Optional[str]:
+    m = re.match(r"Q:.*?\nA:\s*(.+)", text, re.S)
+    return m.group(1).strip() if m else None
+
+
+def _body(chunk: Any) -> tuple[str, str]:
+    """(heading, body) of a chunk: markdown and HTML chunks start with their heading path."""
+    text, locator = chunk.text.strip(), getattr(chunk, "locator", "") or ""
+    if locator and not re.match(r"\((top)\)|part \d+|page \d+|row \d+", locator) and text.startswith(locator):
+        return locator.split(" > ")[-1].strip(), text[len(locator):].strip()
+    return "", text
+
+
+def _clean(unit: str) -> str:
+    unit = re.sub(r"^\s*(?:[-*+]|\d+[.)])\s+", "", unit)
+    unit = re.sub(r"[*_`#]+", "", unit)
+    return " ".join(unit.split())
+
+
+def _sentences(text: str) -> list[str]:
+    return [s.strip() for s in re.split(r"(?<=[。！？])|(?<=[.!?])\s+", text) if s.strip()]
+
+
+def units(body: str) -> list[str]:
+    """What can be said alone: list items whole (the chunker may have joined them onto one line), other paragraphs
+    sentence by sentence."""
+    out: list[str] = []
+    for para in re.split(r"\n\s*\n", body):
+        if _BULLET.match(para) or re.search(r"\n\s*(?:[-*+]|\d+[.)])\s+", para):
+            out += [_clean(item) for item in re.split(r"(?:^|\n|(?<=[.!?;:])\s+)\s*(?:[-*+]|\d+[.)])\s+", para)]
+        else:
+            out += [_clean(s) for s in _sentences(" ".join(para.split()))]
+    return [u for u in out if u]
+
+
+_BULLET = re.compile(r"^\s*(?:[-*+]|\d+[.)])\s+")
+
+
+def _end(text: str) -> str:
+    text = text.strip()
+    return text if not text or text[-1] in ".!?。！？" else text + ("。" if has_cjk(text[-1]) else ".")
+
+
+class UnitVectors:
+    """Embeddings of the short pieces of chunks, kept (bounded) so a chunk is embedded once, not every turn."""
+
+    def __init__(self, limit: int = 4096):
+        self._cache: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+        self.limit = limit
+
+    def embed(self, embedder: Any, texts: list[str]) -> np.ndarray:
+        with self._lock:
+            missing = [t for t in texts if (embedder.name, t) not in self._cache]
+        if missing:
+            vectors = embedder.embed(missing, "passage")
+            with self._lock:
+                for t, v in zip(missing, vectors):
+                    self._cache[(embedder.name, t)] = v
+                while len(self._cache) > self.limit:
+                    self._cache.popitem(last=False)
+        with self._lock:
+            return np.stack([self._cache[(embedder.name, t)] for t in texts])
+
+
+_VECTORS = UnitVectors()
+
+
+def _candidates(chunk: Any) -> list[tuple[str, str, str]]:
+    """(what is said, what it is compared with, kind) for each answer a chunk can give."""
+    faq = _faq_answer(chunk.text)
+    if faq:
+        question = chunk.text.split("\n", 1)[0][2:].strip()
+        return [(_end(faq), question, "faq")]
+    heading, body = _body(chunk)
+    pieces = units(body)
+    if not pieces:
+        return []
+    if len(body) <= SHORT_SECTION or len(pieces) == 1:  # a product, a short policy: said whole, with its name
+        said = " ".join(_end(p) for p in pieces)
+        said = f"{heading}: {said}" if heading and heading.lower() not in said.lower() else said
+        return [(said, said, "prose")]
+    return [(_end(p), f"{heading}: {p}" if heading else p, "prose") for p in pieces]
+
+
+def extract_answer(question: str, chunks: list, embedder: Any) -> Optional[Answer]:
+    """The answer the sources give to `question`, from `chunks` (the relevant ones, best first): of all the
+    answers they hold, the one closest to the question, half by its chunk's score and half by its own."""
+    if not chunks:
+        return None
+    cjk = has_cjk(question)
+    # A question in Chinese is answered from a Chinese source, and English from English, when one scores close.
+    same = [c for c in chunks if has_cjk(c.text) == cjk and c.score >= chunks[0].score - 0.05]
+    pool = [(c, *cand) for c in (same or chunks) for cand in _candidates(c)]
+    if not pool:
+        return None
+    q = embedder.embed([question], "query")[0]
+    sims = _VECTORS.embed(embedder, [compared for _, _, compared, _ in pool]) @ q
+    scores = [0.5 * c.score + 0.5 * float(sim) for (c, *_), sim in zip(pool, sims)]
+    i = int(np.argmax(scores))
+    chunk, said, _, kind = pool[i]
+    if kind == "faq" and float(sims[i]) < SAME_QUESTION:
+        said = _YES_NO_LEAD.sub("", said) or said  # "Yes." answered another question: say only the facts
+    return Answer(said, chunk, kind)
+
+
+SAME_QUESTION = 0.75  # an FAQ question this close to the user's is the same question
+_YES_NO_LEAD = re.compile(r"^(?:yes|no|是的|有|没有|可以|不可以)[.!。！，,]\s*", re.I)
+
+
+def handoff_line(card_line: str, question: str) -> str:
+    return HANDOFF_ZH if has_cjk(question) and not has_cjk(card_line) else card_line
+
+
+# ---- checking what the LLM wrote --------------------------------------------------------------------------------
+
+_NUMBER_WORDS = {w: str(i) for i, w in enumerate(
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+    "seventeen eighteen nineteen twenty".split())}
+_NUMBER_WORDS.update({"thirty": "30", "forty": "40", "fifty": "50", "sixty": "60", "hundred": "100",
+                      "half": "0.5", "once": "1", "twice": "2"})
+_ZH_DIGITS = {"一": "1", "二": "2", "两": "2", "三": "3", "四": "4", "五": "5", "六": "6", "七": "7", "八": "8",
+              "九": "9", "十": "10"}
+_DAYS = {"monday": "mon", "tuesday": "tue", "wednesday": "wed", "thursday": "thu", "friday": "fri",
+         "saturday": "sat", "sunday": "sun", "weekend": "weekend", "weekday": "weekday",
+         "周一": "mon", "周二": "tue", "周三": "wed", "周四": "thu", "周五": "fri", "周六": "sat", "周日": "sun",
+         "周天": "sun", "星期一": "mon", "星期二": "tue", "星期三": "wed", "星期四": "thu", "星期五": "fri",
+         "星期六": "sat", "星期日": "sun", "星期天": "sun"}
+_DAY_RE = re.compile("|".join(sorted(map(re.escape, _DAYS), key=len, reverse=True)), re.I)
+_YES_NO = re.compile(r"^\W*(yes|yeah|yep|no|nope|sure,? we|of course|absolutely|definitely|certainly|we (?:do|can|"
+                     r"don't|do not|cannot|can't|won't|will)|you (?:can|cannot|can't)|是的|可以|不可以|不能|能|没有|有的)\b",
+                     re.I)
+_STOP = set("a an the and or but to of in on at for with by from is are was were be been it this that these those "
+            "we you i they he she our your my me us them do does did can could will would should may might not no "
+            "yes so as if than then there here what which who when where how please just also very about".split())
+_NAME = re.compile(r"(?<![.!?]\s)(?<!^)\b([A-Z][a-z]+(?:\s[A-Z][a-z]+)*)\b")
+
+
+def _norm_number(n: str) -> str:
+    n = n.replace(",", ".")
+    return n.rstrip("0").rstrip(".") if "." in n else n.lstrip("0") or "0"
+
+
+def numbers(text: str) -> set[str]:
+    found = {_norm_number(n) for n in re.findall(r"\d+(?:[.,]\d+)?", text)}
+    found |= {_NUMBER_WORDS[w] for w in re.findall(r"[a-z]+", text.lower()) if w in _NUMBER_WORDS}
+    found |= {_ZH_DIGITS[c] for c in re.findall(r"[一二两三四五六七八九十](?=[天个年月周小分次元块])", text)}
+    return found
+
+
+def days(text: str) -> set[str]:
+    return {_DAYS[m.group().lower()] for m in _DAY_RE.finditer(text)}
+
+
+def _content(text: str) -> set[str]:
+    words = {w for w in re.findall(r"[a-z]+", text.lower()) if w not in _STOP and len(w) > 2}
+    return words | set(re.findall(r"[\u4e00-\u9fff]", text))
+
+
+def unsupported(sentence: str, facts: str) -> list[str]:
+    """The claims in `sentence` that `facts` does not hold (empty: it may be said)."""
+    sentence = sentence.strip().lstrip("\"'“‘([")
+    missing = [f"number {n}" for n in sorted(numbers(sentence) - numbers(facts))]
+    missing += [f"day {d}" for d in sorted(days(sentence) - days(facts))]
+    low = facts.lower()
+    missing += [f"name {n}" for n in _NAME.findall(sentence) if n.lower() not in low]
+    if _YES_NO.search(sentence):
+        words = _content(sentence)
+        if words and len(words & _content(facts)) < 0.6 * len(words):
+            missing.append("yes/no claim")
+    return missing

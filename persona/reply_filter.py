@@ -1,0 +1,157 @@
+"""Whole, clean replies from any LLM stream, in every mode (voice, text, livestream):
+
+- never ends mid-sentence: generation may run up to EXTRA_TOKENS past max_tokens to finish the sentence it is in,
+  and stops at that sentence's end; a sentence that still does not end is not said;
+- never says a sentence twice in one reply;
+- never says the prompt's instruction text (five words in a row from an instruction line, eight characters in
+  Chinese), e.g. "One to three short sentences, no lists";
+- with a `Prompt` that carries facts (a character that may only say what its knowledge holds), a sentence whose
+  numbers, days, names or yes/no claims the facts do not hold is not said; if nothing is left, the fallback is.
+
+Text streams on as it comes; only a sentence that could still turn out to be a repeat or an echo (its words so far
+match the start of one) is held until it ends or differs, so the first words reach the voice without waiting.
+"""
+from __future__ import annotations
+
+import logging
+import re
+from typing import AsyncIterator, Optional
+
+from livehost.persona.grounding import unsupported
+
+log = logging.getLogger("livehost.reply_filter")
+EXTRA_TOKENS = 40  # past max_tokens, to finish the sentence being written
+TAIL_TOKENS = 12   # within this many tokens of max_tokens, a new sentence is held whole (it may not finish)
+_END = re.compile(r"(?<=[。！？])|(?<=[.!?…])(?=\s)")
+_TAGS = re.compile(r"\[[^\]]*\]?|【[^】]*】?|<[^>]*>?")
+_CJK = re.compile(r"[\u3400-\u9fff]")
+_QUOTED = re.compile(r"\"[^\"]*\"|“[^”]*”|«[^»]*»")
+
+
+class Prompt(list):
+    """LLM messages, plus what a grounded reply may claim (`facts`) and what to say when nothing passes."""
+
+    def __init__(self, messages: list[dict], facts: Optional[str] = None, fallback: Optional[str] = None):
+        super().__init__(messages)
+        self.facts, self.fallback = facts, fallback
+
+
+def norm(text: str) -> str:
+    text = _TAGS.sub(" ", text.lower())
+    return " ".join(re.sub(r"[^\w\u3400-\u9fff]+", " ", text).split())
+
+
+def _shingles(key: str) -> set[str]:
+    words = key.split()
+    grams = {" ".join(words[i:i + 5]) for i in range(len(words) - 4)}
+    cjk = "".join(_CJK.findall(key))
+    return grams | {cjk[i:i + 8] for i in range(len(cjk) - 7)}
+
+
+def instruction_lines(messages: list[dict]) -> list[str]:
+    """Normalised lines that instruct the model: system lines other than notes, memories and the persona's
+    self-description, and parenthesised stage directions in user turns. Quoted lines (the handoff) may be said."""
+    out = []
+    for m in messages:
+        content = str(m.get("content") or "")
+        if m.get("role") == "system":
+            lines = [ln.strip() for ln in content.splitlines()]
+            lines = [ln for ln in lines if ln and not ln.startswith(("[", "- ", "Q:", "A:", "You are "))]
+        elif m.get("role") == "user" and content.startswith("("):
+            lines = [content]
+        else:
+            continue
+        out += [k for k in (norm(_QUOTED.sub(" ", ln)) for ln in lines) if len(k.split()) >= 3 or _CJK.search(k)]
+    return out
+
+
+class _Checker:
+    def __init__(self, messages: list[dict]):
+        self.instructions = instruction_lines(messages)
+        self._instruction_grams = set().union(*map(_shingles, self.instructions)) if self.instructions else set()
+        self.said: list[str] = []
+        self.facts: Optional[str] = getattr(messages, "facts", None)
+
+    def suspicious(self, key: str) -> bool:
+        """The sentence so far could still become a repeat or an echo."""
+        if len(key.split()) < 2 and len(_CJK.findall(key)) < 3:
+            return True
+        return any(s.startswith(key) for s in self.said) or any(key in line for line in self.instructions)
+
+    def verdict(self, sentence: str) -> Optional[str]:
+        """Why a whole sentence must not be said, or None."""
+        key = norm(sentence)
+        if not key:
+            return None
+        if key in self.said or (len(key.split()) >= 4 and any(key in s or s in key for s in self.said
+                                                                if len(s.split()) >= 4)):
+            return "repeat"
+        if _shingles(key) & self._instruction_grams or key in self.instructions:
+            return "echo"
+        if self.facts is not None:
+            missing = unsupported(_TAGS.sub(" ", sentence), self.facts)
+            if missing:
+                return "unsupported: " + ", ".join(missing)
+        return None
+
+
+async def clean_reply(tokens: AsyncIterator[str], messages: list[dict], max_tokens: int) -> AsyncIterator[str]:
+    """`tokens`: the raw stream, asked for max_tokens + EXTRA_TOKENS. Yields the text to say."""
+    check = _Checker(messages)
+    strict = check.facts is not None
+    buf = ""        # the current sentence: what is not yet said of it
+    current = ""    # the current sentence, all of it
+    released = False  # the current sentence is being said as it comes
+    count, out, done = 0, False, False
+    try:
+        async for token in tokens:
+            buf, current, count = buf + token, current + token, count + 1
+            while (m := _END.search(current)) and current[:m.end()].strip():
+                sentence, rest = current[:m.end()], current[m.end():]
+                said = buf[:len(buf) - len(rest)] if released else _judged(check, sentence)
+                if released:
+                    check.said.append(norm(sentence))
+                buf, current, released = rest, rest, False
+                if said:
+                    out = True
+                    yield said
+                if count >= max_tokens:  # the budget is spent and this sentence is whole: stop here
+                    done, current, buf = True, "", ""
+                    break
+            if done:
+                break
+            if not released and current.strip() and not strict and count < max_tokens - TAIL_TOKENS \
+                    and not check.suspicious(norm(current)):
+                released = True  # the rest of this sentence follows as it comes
+            if released and buf:
+                out = True
+                yield buf
+                buf = ""
+            if count >= max_tokens + EXTRA_TOKENS:
+                log.debug("reply: no sentence end within %d extra tokens; the unfinished one is not said",
+                          EXTRA_TOKENS)
+                if released:
+                    yield "."  # already partly said: at least end it
+                current = buf = ""
+                break
+        if current.strip():  # the model stopped without a final full stop: the sentence is whole, end it
+            said = buf if released else _judged(check, current)
+            if said:
+                out = True
+                yield said if said.rstrip()[-1:] in ".!?。！？…~" else \
+                    said.rstrip() + ("。" if _CJK.search(said.rstrip()[-1:]) else ".")
+    finally:
+        if hasattr(tokens, "aclose"):
+            await tokens.aclose()
+    fallback = getattr(messages, "fallback", None)
+    if not out and fallback:
+        yield fallback
+
+
+def _judged(check: _Checker, sentence: str) -> str:
+    why = check.verdict(sentence)
+    if why:
+        log.info("reply: a sentence was not said (%s): %r", why, sentence.strip()[:120])
+        return ""
+    check.said.append(norm(sentence))
+    return sentence
