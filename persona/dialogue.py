@@ -135,12 +135,12 @@ class Dialogue:
         if self.memory is None or not self.character.memory.remember_facts or not text:
             return
         from livehost.persona.memory import extract_facts
-        facts = extract_facts(text)
-        if not facts:
+        if len(self._writes) >= 8:  # a flood of items: memory work stays bounded (they are heard, not all kept)
+            log.warning("memory writes are behind; facts in this message are not kept")
             return
 
-        def write() -> None:
-            for fact, importance in facts:
+        def write() -> None:  # extraction too runs here, off the event loop (a long text takes a while)
+            for fact, importance in extract_facts(text):
                 self.memory.add(self.user_id, fact, kind="fact", importance=importance)
         task = asyncio.get_running_loop().create_task(asyncio.to_thread(write))
         self._writes.add(task)

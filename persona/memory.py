@@ -360,10 +360,17 @@ def _clean_zh(x: str) -> str:
     return "" if not x or len(x) > 20 or _VAGUE_ZH.match(x) else x
 
 
+MAX_FACT_TEXT = 4000  # a fact is said in a sentence or two; a pasted document is not read for facts past this
+MAX_FACTS = 8  # per message: each one is embedded and written
+
+
 def extract_facts(text: str) -> list[tuple[str, float]]:
-    """Facts and preferences the user states about themself: [(fact in the third person, importance 0..1)]."""
+    """Facts and preferences the user states about themself: [(fact in the third person, importance 0..1)].
+    Bounded: only the first MAX_FACT_TEXT characters are read, and at most MAX_FACTS facts come out."""
     facts: list[tuple[str, float]] = []
-    for sentence in re.split(r"(?<=[.!?])\s+|(?<=[。！？；;])|\n+", text):
+    for sentence in re.split(r"(?<=[.!?])\s+|(?<=[。！？；;])|\n+", text[:MAX_FACT_TEXT]):
+        if len(facts) >= MAX_FACTS:
+            break
         sentence = sentence.strip()
         if not sentence or sentence.endswith(("?", "？")):
             continue
@@ -388,4 +395,4 @@ def extract_facts(text: str) -> list[tuple[str, float]]:
                 if fact not in (f for f, _ in facts):
                     facts.append((fact, importance))
                 break
-    return facts
+    return facts[:MAX_FACTS]

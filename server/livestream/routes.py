@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from typing import Any
 
@@ -21,6 +20,7 @@ from fastapi import APIRouter, HTTPException, Request, WebSocket, WebSocketDisco
 from pydantic import BaseModel, Field
 
 from livehost.server.auth import presented_credential, chosen_subprotocol
+from livehost.server.protocol import ProtocolError, decode_message
 from livehost.speech.audio import AudioFormatError
 
 from .ingest import IngestError, parse_ingest
@@ -45,12 +45,14 @@ def _host(request: Request) -> Any:
     return request.app.state.stream.host
 
 
-def ingest_payload(host: Any, payload: Any) -> dict:
+def ingest_payload(host: Any, payload: Any, nested: bool = False) -> dict:
     """One event or a list of them -> {"outcome": ...} / {"error": ...} (or {"results": [...]} for a list)."""
     if isinstance(payload, list):
+        if nested:  # a list in a list would get around the batch limit
+            return {"error": "a batch holds chat events (objects), not lists"}
         if len(payload) > MAX_BATCH:
             return {"error": f"at most {MAX_BATCH} events per batch, got {len(payload)}"}
-        return {"results": [ingest_payload(host, p) for p in payload]}
+        return {"results": [ingest_payload(host, p, nested=True) for p in payload]}
     try:
         return {"outcome": host.ingest(parse_ingest(payload))}
     except IngestError as exc:
@@ -60,10 +62,17 @@ def ingest_payload(host: Any, payload: Any) -> dict:
 @router.post("/chat", summary="Feed chat events (a bot or platform bridge)")
 async def post_chat(request: Request) -> dict:
     host = _host(request)
+    limit = request.app.state.settings.server.max_message_bytes
+    body = b""
+    async for chunk in request.stream():  # read no further than the limit: a huge body is refused, not held
+        body += chunk
+        if len(body) > limit:
+            raise HTTPException(413, f"the body is over {limit} bytes (server.max_message_bytes); send smaller "
+                                     f"batches")
     try:
-        payload = await request.json()
-    except ValueError:
-        raise HTTPException(400, "the body is not valid JSON") from None
+        payload = decode_message(body)
+    except ProtocolError as exc:
+        raise HTTPException(400, exc.message.replace("message", "body", 1)) from None
     result = ingest_payload(host, payload)
     if "error" in result:
         raise HTTPException(400, result["error"])
@@ -121,17 +130,20 @@ async def chat_socket(ws: WebSocket) -> None:
     host, limit = ws.app.state.stream.host, ws.app.state.settings.server.max_message_bytes
     try:
         while True:
-            text = await ws.receive_text()
+            message = await ws.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            text = message.get("text") if message.get("text") is not None else message.get("bytes") or b""
             if len(text) > limit:
                 await ws.send_json({"error": f"message of {len(text)} bytes is over the limit of {limit}"})
                 continue
             try:
-                payload = json.loads(text)
-            except ValueError as exc:
-                await ws.send_json({"error": f"the message is not valid JSON: {exc}"})
+                payload = decode_message(text)
+            except ProtocolError as exc:
+                await ws.send_json({"error": exc.message})
                 continue
             await ws.send_json(ingest_payload(host, payload))
-    except WebSocketDisconnect:
+    except (WebSocketDisconnect, RuntimeError):
         return
 
 
