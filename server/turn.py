@@ -76,6 +76,7 @@ class Reply:
         self.cancelled_at: Optional[float] = None
         self.released_at = self._speaking_at = 0.0
         self.wrapped = False  # asked to end after the sentence being said
+        self.sent_all = False  # all its audio is written; the end may still be playing
         self._last_emotion: Optional[str] = None
         self._cut_short = False
         self._released = asyncio.Event()
@@ -165,6 +166,7 @@ class Reply:
             self.phase, self.started, self._speaking_at = "speaking", True, time.perf_counter()
             self._tell(Started(self))
             await (self._send(queue) if self.plan.audio else self._send_text(queue))
+            self.sent_all = True
             await drained(self.voice)  # finished when heard: the voice plays out what was written
             self.phase = "played"
         except asyncio.CancelledError:
