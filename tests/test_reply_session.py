@@ -149,3 +149,47 @@ async def test_truncate_keeps_the_words_heard(settings):
     error = (await events_until(s, "error"))[-1]
     assert error["error"]["param"] == "audio_end_ms" and events
     await close(s)
+
+
+class _BrokenLLM:
+    async def stream(self, messages, *, max_tokens, temperature):
+        yield "Hello "
+        raise ConnectionError("the LLM server went away")
+
+
+async def test_an_engine_failure_fails_the_reply_and_the_session_goes_on(settings):
+    s = session(settings, engines=engines(_BrokenLLM()))
+    await send(s, **user_text("hi"))
+    await send(s, type="response.create")
+    events = await events_until(s, "response.done")
+    done = events[-1]["response"]
+    assert done["status"] == "failed" and "went away" in done["status_details"]["error"]["message"]
+    assert any(e["type"] == "error" for e in events)
+    await send(s, **user_text("hi again"))
+    assert (await events_until(s, "conversation.item.done"))[-1]["item"]["role"] == "user"
+    await close(s)
+
+
+async def test_text_mode_and_statuses_agree(settings):
+    s = session(settings)
+    await send(s, type="response.create", response={"output_modalities": ["text"]})
+    events = await events_until(s, "response.done")
+    assert "".join(e["delta"] for e in events if e["type"] == "response.output_text.delta") == \
+        "Hello there. This is a short reply."
+    done = events[-1]["response"]
+    assert done["status"] == "completed" and done["output"][0]["status"] == "completed"
+    await send(s, type="response.create")
+    await events_until(s, "response.output_audio_transcript.delta")
+    await send(s, type="response.cancel")
+    done = (await events_until(s, "response.done"))[-1]["response"]
+    assert done["status"] == "cancelled" and done["output"][0]["status"] == "incomplete"
+    await close(s)
+
+
+async def test_closing_while_planning_leaves_nothing_running(settings):
+    s = session(settings)
+    gated = GatedPlan(s.dialogue)
+    await send(s, type="response.create")
+    await asyncio.wait_for(gated.entered.wait(), 2)
+    await close(s)
+    assert not [t for t in s._tasks if not t.done()] and s.reply is None
