@@ -161,9 +161,9 @@ class Eagerness:
 
 
 # Tuned on bench/turns.py (its RESULTS.md section has the figures); "auto" is OpenAI's name for the middle one.
-# At 128 ms the model separates best: later, P(complete) rises in every pause, mid-thought ones too; over 0.9 the
-# finished turns it is sure of get few, so low differs from medium by its longer wait only.
-EAGERNESS = {"low": Eagerness(0.9, 3000), "medium": Eagerness(0.9, 2000), "high": Eagerness(0.5, 1000)}
+# Asked early the model separates best: the longer the silence, the surer it gets that any pause is an end, the
+# ones inside a thought too. The max wait is what a turn the model doubts costs (p95 of the wait).
+EAGERNESS = {"low": Eagerness(0.95, 3000), "medium": Eagerness(0.9, 2000), "high": Eagerness(0.5, 1000)}
 EAGERNESS["auto"] = EAGERNESS["medium"]
 SEMANTIC_GATE_MS = 128  # the VAD's silence before the end-of-turn model is asked: the VAD stays the first gate
 
