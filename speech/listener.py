@@ -2,6 +2,9 @@
 
 Latency tricks: partial transcripts while the user speaks, and a speculative final transcript started the moment
 silence begins, so that by the time the silence wait ends the transcript is usually ready.
+
+End of turn: server_vad ends it after silence_ms of silence; semantic_vad (config.eagerness set) asks the
+end-of-turn model (Smart Turn) after a short silence and ends it at once if the model judges it complete.
 """
 from __future__ import annotations
 
@@ -28,6 +31,7 @@ class ListenerConfig:
     partial_interval_ms: int = 900
     max_buffer_s: float = 60.0
     language: Optional[str] = None
+    eagerness: Optional[str] = None  # semantic_vad: "low" | "medium" | "high" | "auto"; None: server_vad
 
 
 @dataclass
@@ -43,13 +47,14 @@ class _Utterance:
 
 class Listener:
     def __init__(self, vad_model: Any, asr: Any, config: ListenerConfig, emit: Callable[[str, dict], None],
-                 make_id: Callable[[], str]):
-        from livehost.speech.vad import Endpointer
+                 make_id: Callable[[], str], turn_model: Any = None):
         self.asr, self.config, self.emit, self.make_id = asr, config, emit, make_id
+        self.turn_model = turn_model  # SmartTurn, shared by every session; needed for semantic_vad only
         self.vad = vad_model.stream()
-        self.endpointer = Endpointer(config.threshold, config.min_speech_ms, config.silence_ms, 1000 * FRAME / RATE)
+        self.endpointer = self._endpointer(config)
         self.auto = True  # server VAD on; off means the client commits
         self.total = 0  # samples heard this session
+        self._heard = 0  # sample index where the last VAD frame ended
         self._buffer = np.zeros(0, np.float32)  # audio since buffer_start, bounded
         self._buffer_start = 0
         self._tail = np.zeros(0, np.float32)  # samples not yet a whole VAD frame
@@ -80,8 +85,18 @@ class Listener:
         if self._utterance is None:  # keep only what prefix padding may need
             self._trim(self.total - int((self.config.prefix_padding_ms + 1000) * RATE / 1000))
 
+    def _endpointer(self, config: ListenerConfig):
+        from livehost.speech.vad import EAGERNESS, Endpointer, SemanticEndpointer
+        if config.eagerness is None:
+            return Endpointer(config.threshold, config.min_speech_ms, config.silence_ms, 1000 * FRAME / RATE)
+        if self.turn_model is None:
+            raise ValueError("semantic_vad needs the end-of-turn model; none was loaded")
+        return SemanticEndpointer(config.threshold, config.min_speech_ms, EAGERNESS[config.eagerness],
+                                  1000 * FRAME / RATE)
+
     def _on_frame(self, prob: float, end: int) -> None:
         ep, utt, ms = self.endpointer, self._utterance, RATE // 1000
+        self._heard = end
         was_onset = ep.onset
         event = ep.update(prob)
         if ep.onset != was_onset and event != "start":  # the first voiced frame, or a false alarm ending
@@ -92,11 +107,7 @@ class Listener:
             utt.timings["onset_wall"] = time.perf_counter()
             self.emit("speech_started", {"item_id": utt.item_id, "audio_start_ms": start // ms})
         elif event == "stop" and utt is not None:
-            speech_end = utt.voice_end  # the same end the speculation used, so its transcript can be the final one
-            self._utterance = None
-            self.emit("speech_stopped", {"item_id": utt.item_id, "audio_end_ms": speech_end // ms,
-                                         "endpointing_s": (end - speech_end) / RATE})
-            self._spawn(self._finish(utt, speech_end, self._audio(utt.start, speech_end)))
+            self._stop(utt, end)
         elif utt is not None and ep.in_speech:
             if ep.silence_run_ms == 0:
                 utt.voice_end = end
@@ -106,15 +117,39 @@ class Listener:
                 if end - utt.last_partial >= self.config.partial_interval_ms * ms and not self._asr_lock.locked():
                     utt.last_partial = end
                     self._spawn(self._partial(utt, end))
-            elif utt.speculative is None:
-                speech_end = utt.voice_end
-                task = self._spawn(self._speculate(utt, speech_end, self._audio(utt.start, speech_end)))
-                utt.speculative = (speech_end, task)
+            else:
+                if utt.speculative is None:
+                    speech_end = utt.voice_end
+                    task = self._spawn(self._speculate(utt, speech_end, self._audio(utt.start, speech_end)))
+                    utt.speculative = (speech_end, task)
+                if getattr(ep, "ask", False):  # semantic_vad: has the speaker finished?
+                    audio = self._audio(max(utt.start, end - 8 * RATE), end)  # the model hears the last 8 s
+                    self._spawn(self._judge(ep, utt, utt.voice_end, audio))
+
+    def _stop(self, utt: _Utterance, end: int) -> None:
+        ms = RATE // 1000
+        speech_end = utt.voice_end  # the same end the speculation used, so its transcript can be the final one
+        self._utterance = None
+        self.emit("speech_stopped", {"item_id": utt.item_id, "audio_end_ms": speech_end // ms,
+                                     "endpointing_s": (end - speech_end) / RATE})
+        self._spawn(self._finish(utt, speech_end, self._audio(utt.start, speech_end)))
+
+    async def _judge(self, ep: Any, utt: _Utterance, speech_end: int, audio: np.ndarray) -> None:
+        try:
+            p, cpu_s = await asyncio.to_thread(self.turn_model.timed_probability, audio)
+        except Exception:  # noqa: BLE001 - the max wait still ends the turn
+            log.exception("end-of-turn model failed")
+            return
+        # Only if nothing happened meanwhile: the same turn, no speech since it was asked, same rule.
+        current = self._utterance is utt and utt.voice_end == speech_end and self.endpointer is ep and ep.in_speech
+        self.emit("turn_judged", {"item_id": utt.item_id, "p_complete": p, "cpu_s": cpu_s, "current": current})
+        if current and ep.complete(p):
+            ep.end_now()
+            self._stop(utt, self._heard)
 
     def reconfigure(self, config: ListenerConfig, auto: bool) -> None:
-        from livehost.speech.vad import Endpointer
+        self.endpointer = self._endpointer(config)  # first: a config it cannot serve changes nothing
         self.config, self.auto = config, auto
-        self.endpointer = Endpointer(config.threshold, config.min_speech_ms, config.silence_ms, 1000 * FRAME / RATE)
         self._utterance = None
 
     # ---- manual mode -----------------------------------------------------------------------------------------------

@@ -65,3 +65,90 @@ async def test_resumed_speech_voids_the_guess():
     final = next(d for k, d in events if k == "final")
     assert final["transcript"] == f"words {len(final['audio'])}"  # the whole turn, not the first guess
     assert len(final["audio"]) > len(part) * 2 * 0.9
+
+
+# ---- semantic_vad: the end-of-turn model decides -------------------------------------------------------------------
+
+class ScriptedTurnModel:
+    """Test double for SmartTurn: answers P(complete) from a list (the last one repeats), optionally slowly."""
+
+    def __init__(self, answers: list[float], delay_s: float = 0.0):
+        self.answers, self.delay_s, self.calls = answers, delay_s, []
+
+    def timed_probability(self, audio):
+        import time
+        time.sleep(self.delay_s)
+        self.calls.append(len(audio))
+        return self.answers[min(len(self.calls) - 1, len(self.answers) - 1)], 0.001
+
+
+def semantic_listener(turn_model, eagerness="medium", events=None):
+    ids = itertools.count()
+    return Listener(VAD.shared("silero"), RecordingASR(), ListenerConfig(partial_interval_ms=10_000,
+                    eagerness=eagerness), lambda kind, data: events.append((kind, data)), lambda: f"item{next(ids)}",
+                    turn_model=turn_model)
+
+
+def jfk16k() -> np.ndarray:
+    return load_speech("jfk.flac", 16000).astype(np.float32) / 32768
+
+
+@pytest.mark.e2e
+async def test_semantic_vad_ends_the_turn_as_soon_as_the_model_says_complete():
+    phrase = jfk16k()[: int(16000 * 2.2)]  # "And so, my fellow Americans"
+    events, model = [], ScriptedTurnModel([0.99])
+    listener = semantic_listener(model, events=events)
+    await run(listener, np.concatenate([np.zeros(8000, np.float32), phrase, np.zeros(48000, np.float32)]))
+    stopped = [d for k, d in events if k == "speech_stopped"]
+    assert len(stopped) == 1 and len(model.calls) == 1
+    assert 0.1 <= stopped[0]["endpointing_s"] < 0.3, stopped  # ~128 ms of silence, not the 2 s max wait
+    assert [k for k, _ in events].count("final") == 1
+
+
+@pytest.mark.e2e
+async def test_semantic_vad_waits_through_pauses_the_model_calls_unfinished():
+    events, model = [], ScriptedTurnModel([0.01])
+    listener = semantic_listener(model, "high", events=events)  # high: max wait 1 s; jfk pauses 0.5-1.1 s
+    await run(listener, np.concatenate([jfk16k()[: int(16000 * 9.8)], np.zeros(40000, np.float32)]))
+    stopped = [d for k, d in events if k == "speech_stopped"]
+    assert len(model.calls) >= 3  # asked in each pause
+    assert [round(d["endpointing_s"], 1) for d in stopped][-1] == 1.0  # the last stop: the max wait
+    assert len(stopped) <= 2  # only the 1.1 s pause outlasts high's 1 s wait
+
+
+@pytest.mark.e2e
+async def test_an_answer_that_comes_after_speech_resumed_is_dropped():
+    part = jfk16k()[: int(16000 * 2.2)]
+    gap = np.zeros(int(16000 * 0.25), np.float32)  # the model is asked, then speech resumes before it answers
+    events, model = [], ScriptedTurnModel([0.99], delay_s=0.4)
+    listener = semantic_listener(model, events=events)
+    await run(listener, np.concatenate([np.zeros(8000, np.float32), part, gap, part, np.zeros(40000, np.float32)]))
+    await asyncio.sleep(1.0)
+    judged = [d for k, d in events if k == "turn_judged"]
+    assert judged[0]["current"] is False  # the stale answer ended nothing
+    assert [k for k, _ in events].count("speech_stopped") == 1
+
+
+@pytest.mark.e2e
+def test_semantic_vad_without_a_turn_model_is_refused_and_nothing_changes():
+    listener = Listener(VAD.shared("silero"), RecordingASR(), ListenerConfig(), lambda *a: None, lambda: "x")
+    before = listener.endpointer
+    with pytest.raises(ValueError, match="end-of-turn model"):
+        listener.reconfigure(ListenerConfig(eagerness="low"), auto=True)
+    assert listener.endpointer is before and listener.config.eagerness is None
+
+
+@pytest.mark.e2e
+async def test_smart_turn_keeps_jfk_together_better_than_silence_alone():
+    from livehost.speech.smart_turn import SmartTurn
+    audio = np.concatenate([np.zeros(8000, np.float32), jfk16k()[: int(16000 * 10.6)], np.zeros(48000, np.float32)])
+    counts = {}
+    for name, config, model in (("server_vad 500", ListenerConfig(silence_ms=500), None),
+                                ("semantic medium", ListenerConfig(eagerness="medium"), SmartTurn())):
+        events, ids = [], itertools.count()
+        listener = Listener(VAD.shared("silero"), RecordingASR(), config, lambda k, d: events.append((k, d)),
+                            lambda: f"item{next(ids)}", turn_model=model)
+        await run(listener, audio)
+        await asyncio.sleep(0.5)
+        counts[name] = [k for k, _ in events].count("speech_stopped")
+    assert counts["semantic medium"] < counts["server_vad 500"], counts
