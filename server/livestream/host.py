@@ -21,7 +21,7 @@ import numpy as np
 
 from livehost.persona.dialogue import Dialogue
 from livehost.server import metrics
-from livehost.server.reply_events import Chunk, ReplyEvent, audio_delta, to_realtime, with_ids
+from livehost.server.reply_events import Chunk, ReplyEvent, Started, audio_delta, to_realtime, with_ids
 from livehost.server.turn import Reply, ReplyPlan
 from livehost.speech.audio import AudioFormat, Resampler
 
@@ -232,7 +232,6 @@ class StreamHost:
             asked.extend(await self._plan(turn, plan))
         reply = self.reply = Reply(plan, self.engines.llm, self.engines.tts, self._on_reply, prepare)
         self._voice.response_id = reply.id
-        self._publish({"type": "livehost.stream.turn", "kind": turn.kind, **self._about(turn)})
         self._first_audio_pending = turn.item is not None  # for the chat-to-speech latency
         reply.start()
         self._warm = asyncio.get_running_loop().create_task(self._warm_next(reply, asked))  # runs on past done
@@ -307,6 +306,8 @@ class StreamHost:
     def _on_reply(self, event: ReplyEvent) -> None:
         """The reply's events, as a session gets them: captions and the latency metric here, and the Realtime form
         for overlays, so the overlay page plays the host like a session's reply."""
+        if isinstance(event, Started) and self.turn:  # planned: who is being answered, as it starts
+            self._publish({"type": "livehost.stream.turn", "kind": self.turn.kind, **self._about(self.turn)})
         if isinstance(event, Chunk):
             if self._first_audio_pending and self.turn and self.turn.item:
                 self._first_audio_pending = False
