@@ -293,3 +293,10 @@ def test_chat_socket_survives_deep_nesting_and_binary(ingest_app):
         assert ws.receive_json() == {"outcome": "queued"}
         ws.send_text(json.dumps(chat()))
         assert ws.receive_json() == {"outcome": "queued"}
+
+
+async def test_stream_operator_routes_refuse_web_pages_on_a_keyless_server(ingest_app):
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=ingest_app), base_url="http://t") as http:
+        r = await http.post("/v1/stream/chat", json=chat(), headers={"Origin": "http://localhost:5173"})
+        assert r.status_code == 403, r.text
+        assert (await http.post("/v1/stream/chat", json=chat())).status_code == 200  # a bot (no Origin)

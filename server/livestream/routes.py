@@ -41,7 +41,7 @@ class SayBody(BaseModel):
 
 
 def _host(request: Request) -> Any:
-    request.app.state.gate.require(request.headers, key_only=True)
+    request.app.state.gate.require_operator(request.headers)  # a key; keyless: local programs, never web pages
     return request.app.state.stream.host
 
 
@@ -113,6 +113,8 @@ async def say(request: Request, body: SayBody) -> dict:
 
 async def _accepted(ws: WebSocket, key_only: bool) -> bool:
     reason = ws.app.state.gate.why_not(presented_credential(ws.headers), key_only=key_only)
+    if key_only and not reason and ws.app.state.gate.open and ws.headers.get("origin"):
+        reason = "web pages may not use this endpoint on a server without API keys"
     if reason:
         await ws.close(code=1008, reason=reason)
         return False
