@@ -83,6 +83,8 @@ def instruction_lines(messages: list[dict]) -> list[str]:
     """The lines of the system messages that instruct (not the notes, memories, or the persona's self-description)."""
     out = []
     for m in messages:
+        if m.get("role") == "user" and "«" in str(m.get("content")):  # the framing of a quoted chat line
+            out.append(re.sub(r"«[^»]*»?", " ", str(m["content"])))
         if m.get("role") != "system":
             continue
         for line in str(m.get("content", "")).splitlines():

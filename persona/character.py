@@ -135,7 +135,8 @@ class Character(_Part):
         elif self.languages[0] != "en":
             lines.append(f"Reply in {_LANGUAGE_NAMES.get(self.languages[0], self.languages[0])}.")
         tags = ", ".join(f"[{e}]" for e in self.emotions)
-        lines.append(f"Begin each sentence with one emotion tag: {tags}.")
+        # With an example: told only "begin with a tag", the small models often write the tag alone and stop.
+        lines.append(f"Write each sentence after an emotion tag ({tags}), for example: [happy] Nice to see you!")
         if self.refuse_topics:
             topics = ", ".join(self.refuse_topics[:-1]) + " or " if len(self.refuse_topics) > 1 else ""
             lines.append(f"Never discuss {topics}{self.refuse_topics[-1]}; politely change the subject.")

@@ -14,7 +14,7 @@ from typing import Any, Optional
 
 from livehost.persona.character import Character
 from livehost.persona.emotion import EmotionTagger, prosody_for
-from livehost.persona.grounding import extract_answer, handoff_line
+from livehost.persona.grounding import extract_answer, handoff_line, recall
 from livehost.persona.reply_filter import Prompt
 from livehost.persona.window import SUMMARY_INSTRUCTION, ConversationWindow
 from livehost.speech.tts import Prosody
@@ -87,9 +87,10 @@ class Dialogue:
                                               self.knowledge.embedder_for(user_text)) if chunks else None
             if answer is not None:
                 return Plan([], script=answer.text, sources=[_cite(answer.chunk)])
-            if not (memories and _ABOUT_USER.search(user_text)):
-                return Plan([], script=handoff_line(c.knowledge.handoff_message, user_text),
-                            handoff="no_knowledge")
+            if memories and _ABOUT_USER.search(user_text):  # "what's my name?": what the user told us is a source
+                said = await asyncio.to_thread(recall, user_text, memories, self.knowledge.embedder_for(user_text))
+                return Plan([], script=said)
+            return Plan([], script=handoff_line(c.knowledge.handoff_message, user_text), handoff="no_knowledge")
         summary, recent = await self.window.fit(conversation, self._summarize)
         # The persona and the history come first and stay the same from turn to turn, so the LLM's prompt cache
         # keeps them; what changes every turn (memories, notes, the summary) goes just before the user's words.

@@ -142,6 +142,25 @@ SAME_QUESTION = 0.75  # an FAQ question this close to the user's is the same que
 _YES_NO_LEAD = re.compile(r"^(?:yes|no|是的|有|没有|可以|不可以)[.!。！，,]\s*", re.I)
 
 
+def to_you(memory: str) -> str:
+    """A stored fact about the user, said to them: "The user's name is Dana" -> "Your name is Dana."."""
+    text = re.sub(r"^the user's\b", "Your", memory.strip(), flags=re.I)
+    text = re.sub(r"^the user is\b", "You are", text, flags=re.I)
+    text = re.sub(r"^the user (does|has)\b", lambda m: "You " + {"does": "do", "has": "have"}[m.group(1).lower()],
+                  text, flags=re.I)
+    text = re.sub(r"^the user (\w+?)s\b", r"You \1", text, flags=re.I)
+    text = re.sub(r"^用户", "您", text)
+    return _end(text)
+
+
+def recall(question: str, memories: list[str], embedder: Any) -> Optional[str]:
+    """The stored fact about the user that answers `question`, said to them (None when there is none)."""
+    if not memories:
+        return None
+    sims = embedder.embed(memories, "passage") @ embedder.embed([question], "query")[0]
+    return to_you(memories[int(np.argmax(sims))])
+
+
 def handoff_line(card_line: str, question: str) -> str:
     return HANDOFF_ZH if has_cjk(question) and not has_cjk(card_line) else card_line
 
@@ -197,7 +216,7 @@ def unsupported(sentence: str, facts: str) -> list[str]:
     missing = [f"number {n}" for n in sorted(numbers(sentence) - numbers(facts))]
     missing += [f"day {d}" for d in sorted(days(sentence) - days(facts))]
     low = facts.lower()
-    missing += [f"name {n}" for n in _NAME.findall(sentence) if n.lower() not in low]
+    missing += [f"name {n}" for n in _NAME.findall(sentence) if n.lower() not in low and not _DAY_RE.match(n)]
     if _YES_NO.search(sentence):
         words = _content(sentence)
         if words and len(words & _content(facts)) < 0.6 * len(words):

@@ -29,11 +29,13 @@ _QUOTED = re.compile(r"\"[^\"]*\"|“[^”]*”|«[^»]*»")
 
 
 class Prompt(list):
-    """LLM messages, plus what a grounded reply may claim (`facts`) and what to say when nothing passes."""
+    """LLM messages, plus what a grounded reply may claim (`facts`), sentences it must not say (`avoid`, e.g.
+    condolences to a happy viewer) and what to say when nothing passes."""
 
-    def __init__(self, messages: list[dict], facts: Optional[str] = None, fallback: Optional[str] = None):
+    def __init__(self, messages: list[dict], facts: Optional[str] = None, fallback: Optional[str] = None,
+                 avoid: Optional[re.Pattern] = None):
         super().__init__(messages)
-        self.facts, self.fallback = facts, fallback
+        self.facts, self.fallback, self.avoid = facts, fallback, avoid
 
 
 def norm(text: str) -> str:
@@ -59,6 +61,8 @@ def instruction_lines(messages: list[dict]) -> list[str]:
             lines = [ln for ln in lines if ln and not ln.startswith(("[", "- ", "Q:", "A:", "You are "))]
         elif m.get("role") == "user" and content.startswith("("):
             lines = [content]
+        elif m.get("role") == "user" and "«" in content:  # a chat line's framing: 'Viewer "Bo" sent a super chat'
+            lines = [re.sub(r"«[^»]*»?", " ", content)]
         else:
             continue
         out += [k for k in (norm(_QUOTED.sub(" ", ln)) for ln in lines) if len(k.split()) >= 3 or _CJK.search(k)]
@@ -71,10 +75,13 @@ class _Checker:
         self._instruction_grams = set().union(*map(_shingles, self.instructions)) if self.instructions else set()
         self.said: list[str] = []
         self.facts: Optional[str] = getattr(messages, "facts", None)
+        self.avoid: Optional[re.Pattern] = getattr(messages, "avoid", None)
 
     def suspicious(self, key: str) -> bool:
-        """The sentence so far could still become a repeat or an echo."""
+        """The sentence so far could still become a repeat, an echo or a sentence to avoid."""
         if len(key.split()) < 2 and len(_CJK.findall(key)) < 3:
+            return True
+        if self.avoid is not None and (len(key.split()) < 5 and len(_CJK.findall(key)) < 6 or self.avoid.search(key)):
             return True
         return any(s.startswith(key) for s in self.said) or any(key in line for line in self.instructions)
 
@@ -88,6 +95,8 @@ class _Checker:
             return "repeat"
         if _shingles(key) & self._instruction_grams or key in self.instructions:
             return "echo"
+        if self.avoid is not None and self.avoid.search(key):
+            return "avoided here"
         if self.facts is not None:
             missing = unsupported(_TAGS.sub(" ", sentence), self.facts)
             if missing:
@@ -136,10 +145,11 @@ async def clean_reply(tokens: AsyncIterator[str], messages: list[dict], max_toke
                 break
         if current.strip():  # the model stopped without a final full stop: the sentence is whole, end it
             said = buf if released else _judged(check, current)
-            if said:
+            if released or said:
                 out = True
-                yield said if said.rstrip()[-1:] in ".!?。！？…~" else \
-                    said.rstrip() + ("。" if _CJK.search(said.rstrip()[-1:]) else ".")
+                ending = "" if current.rstrip()[-1:] in ".!?。！？…~" else \
+                    ("。" if _CJK.search(current.rstrip()[-1:]) else ".")
+                yield said.rstrip() + ending if ending else said
     finally:
         if hasattr(tokens, "aclose"):
             await tokens.aclose()

@@ -1,0 +1,74 @@
+"""The reply filter every LLM engine's output goes through: whole sentences, no repeats, no prompt echo, grounded
+claims only where the prompt carries facts."""
+from __future__ import annotations
+
+import asyncio
+import re
+
+from livehost.persona.reply_filter import EXTRA_TOKENS, Prompt, clean_reply
+
+SYSTEM = [{"role": "system", "content": "You are Mika. A shop helper.\nYou speak out loud: one to three short "
+                                        "sentences, no lists, no markdown, no emoji.\nBegin each sentence with one "
+                                        "emotion tag: [neutral], [happy]."},
+          {"role": "user", "content": "Hi"}]
+
+
+async def _tokens(text: str, log: list | None = None):
+    for token in re.findall(r"\S+\s*", text):
+        if log is not None:
+            log.append(token)
+        yield token
+
+
+def said(text: str, messages=SYSTEM, max_tokens: int = 60) -> str:
+    async def run():
+        return "".join([piece async for piece in clean_reply(_tokens(text), messages, max_tokens)])
+    return asyncio.run(run())
+
+
+def test_a_sentence_is_never_said_twice():
+    out = said("[happy] The shop is closed on Mondays. The shop is closed on Mondays. I'm sorry. I'm sorry. "
+               "I'm sorry. See you soon.")
+    assert out.count("closed on Mondays") == 1 and out.count("I'm sorry") == 1 and out.endswith("See you soon.")
+
+
+def test_the_prompts_instructions_are_never_said():
+    out = said("Sure! One to three short sentences, no lists, no markdown, no emoji. How can I help?")
+    assert "short sentences" not in out and out.strip() == "Sure! How can I help?"
+
+
+def test_budget_ends_at_a_sentence_end_not_mid_sentence():
+    # 10 tokens of budget: the sentence being written when it runs out is finished, and nothing after it is said
+    text = "We open at ten every day. The online shop never closes and you can order anything at any hour " \
+           "of the night. Next sentence is never said."
+    out = said(text, max_tokens=10)
+    assert out.endswith("of the night.") and "Next" not in out
+
+
+def test_a_sentence_that_never_ends_is_not_said():
+    words = " ".join(["word"] * (EXTRA_TOKENS + 30))
+    out = said(f"Hello there friend, how are you. {words}", max_tokens=8)
+    assert out.strip() == "Hello there friend, how are you."
+
+
+def test_a_reply_the_model_ends_without_a_stop_gets_one():
+    assert said("Hi Kai, welcome to the stream") == "Hi Kai, welcome to the stream."
+
+
+def test_words_stream_before_the_sentence_ends():
+    async def run():
+        log: list = []
+        gen = clean_reply(_tokens("Welcome back to the shop, it is good to see you again today.", log), SYSTEM, 60)
+        first = await gen.__anext__()
+        await gen.aclose()
+        return first, len(log)
+    first, read = asyncio.run(run())
+    assert first.startswith("Welcome") and read < 5  # the first words left after a few tokens, not the sentence
+
+
+def test_grounded_prompt_drops_unsupported_claims_and_falls_back():
+    prompt = Prompt(SYSTEM, facts="We are open Tuesday to Saturday. Engraving costs 8.00.",
+                    fallback="Shall I pass you to a colleague?")
+    assert said("Hello! We have 20 percent off on Monday. Engraving costs 8.00.", prompt) == \
+        "Hello! Engraving costs 8.00."
+    assert said("Yes, we ship to Canada.", prompt) == "Shall I pass you to a colleague?"
