@@ -64,13 +64,7 @@ function showAlert(message, onRetry) {
 // ---- the character and the connection ---------------------------------------------------------------------
 async function loadCharacter() {
   try {
-    let all;
-    try {
-      all = await listCharacters(location.origin);
-    } catch (err) {  // a server with API keys lists characters for a client token: the site's backend has one
-      if (!(err instanceof AuthError) || params.get("token") !== "parent") throw err;
-      all = await listCharacters(location.origin, await tokenFromParent());
-    }
+    const all = await listCharacters(location.origin);
     character = all.find((c) => c.id === params.get("character")) || all[0];
   } catch {
     character = null;  // the connection attempt below explains what is wrong
