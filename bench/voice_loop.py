@@ -7,6 +7,12 @@ server's default VAD. Every stage is timed from the moment the chunk holding the
     python bench/voice_loop.py                      # starts `livehost serve` on a free port
     python bench/voice_loop.py --url http://127.0.0.1:8000 --pid 1234
     python bench/voice_loop.py --env LIVEHOST_VAD__SILENCE_MS=300 --label silence300 --write
+    python bench/voice_loop.py --fresh --silence-ms 300   # a new session for every turn, as a web page opens one
+    python bench/voice_loop.py --sessions 4               # four users talking at once, each in their own session
+
+--silence-ms / --semantic set the session's turn detection the way a client does (session.update), not the server's
+defaults. --fresh connects, sends that session.update, streams --lead seconds of silence, says one phrase, and hangs
+up once the reply is done. --sessions N runs N such users at once, each starting a little later than the previous.
 """
 from __future__ import annotations
 
@@ -62,37 +68,74 @@ async def one_turn(mic: Mic, events: Events, phrase, timeout: float) -> dict:
     return turn
 
 
-async def drive(server: Server, args) -> dict:
-    phrases = all_phrases()
-    out = {"turns": [], "rss_loaded": rss_mib(server.pid) if server.pid else None}
-    metrics_before = server.metrics()
-    async with websockets.connect(server.ws_url, max_size=None, subprotocols=["realtime"]) as ws:
-        events, mic = Events(ws), Mic(ws, args.chunk_ms)
-        await events.until("session.created", 30)
-        mic.start()
-        cpu = CpuMeter([server.pid, __import__("os").getpid()])
-        await asyncio.sleep(1.0)  # a second of silence first, like a microphone just opened
+def turn_detection(args) -> dict | None:
+    if args.semantic:
+        return {"type": "semantic_vad", "eagerness": args.semantic}
+    if args.silence_ms:
+        return {"type": "server_vad", "silence_duration_ms": args.silence_ms}
+    return None
+
+
+async def connect(server: Server, args):
+    """A client's first steps: connect, wait for session.created, set its turn detection, open the microphone."""
+    ws = await websockets.connect(server.ws_url, max_size=None, subprotocols=["realtime"])
+    events, mic = Events(ws), Mic(ws, args.chunk_ms)
+    await events.until("session.created", 30)
+    if (td := turn_detection(args)) is not None:
+        await ws.send(json.dumps({"type": "session.update", "session": {
+            "type": "realtime", "audio": {"input": {"turn_detection": td}}}}))
+        await events.until("session.updated", 30)
+    mic.start()
+    return ws, events, mic
+
+
+async def user(server: Server, args, phrases, k: int, cpu: CpuMeter, out: dict) -> None:
+    """One person talking: args.warmup + args.turns phrases, in one session or (--fresh) a new one per turn."""
+    await asyncio.sleep(k * args.stagger)
+    ws = events = mic = None
+    try:
         for i in range(args.warmup + args.turns):
-            phrase = phrases[i % len(phrases)]
-            if args.pause_busy:  # measure while the machine's other jobs are quiet, when they are
+            phrase = phrases[(i + 5 * k) % len(phrases)]
+            if ws is None or args.fresh:
+                if ws is not None:
+                    mic.task.cancel()
+                    out["errors"] += [e.get("code") for e in events.errors]
+                    await ws.close()
+                ws, events, mic = await connect(server, args)
+                await asyncio.sleep(args.lead)  # silence first, like a microphone just opened
+            if args.pause_busy and args.sessions == 1:  # measure while the machine's other jobs are quiet
                 await cpu.until_quiet(args.pause_busy, args.pause_max)
-            cpu.lap()
+            if args.sessions == 1:
+                cpu.lap()
             try:
                 turn = await one_turn(mic, events, phrase, args.timeout)
             except asyncio.TimeoutError:
                 turn = {"phrase": phrase.name, "valid": False, "status": "timeout", "t": {}, "transcript": "",
                         "reply": "", "audio_s": 0.0, "started": 0}
-            turn["warmup"], turn["others"] = i < args.warmup, cpu.lap()
+            turn["warmup"], turn["user"] = i < args.warmup, k
+            turn["others"] = cpu.lap() if args.sessions == 1 else 0.0
             out["turns"].append(turn)
             head = turn["t"].get("response.output_audio.delta")
-            print(f"turn {i:2d}{' (warm-up)' if turn['warmup'] else ''} {phrase.name:10} "
+            print(f"user {k} turn {i:2d}{' (warm-up)' if turn['warmup'] else ''} {phrase.name:10} "
                   f"first audio {ms(head) if head is not None else '-':>5} ms  {turn['status']}  others {turn['others']:.2f} cores  "
                   f"heard {turn['transcript']!r} -> {turn['reply'][:70]!r}", flush=True)
             if not turn["valid"]:
                 await asyncio.sleep(3)  # let a split turn or a stray reply settle before the next phrase
             await asyncio.sleep(args.gap)
-        out["cpu"], out["errors"] = cpu.report(), [e.get("code") for e in events.errors]
-        mic.task.cancel()
+    finally:
+        if ws is not None:
+            mic.task.cancel()
+            out["errors"] += [e.get("code") for e in events.errors]
+            await ws.close()
+
+
+async def drive(server: Server, args) -> dict:
+    phrases = all_phrases()
+    out = {"turns": [], "errors": [], "rss_loaded": rss_mib(server.pid) if server.pid else None}
+    metrics_before = server.metrics()
+    cpu = CpuMeter([server.pid, __import__("os").getpid()])
+    await asyncio.gather(*(user(server, args, phrases, k, cpu, out) for k in range(args.sessions)))
+    out["cpu"] = cpu.report()
     out["rss_end"] = rss_mib(server.pid) if server.pid else None
     out["metrics"] = metric_means(metrics_before, server.metrics())
     return out
@@ -116,6 +159,7 @@ def report(out: dict, args, server: Server, load_before: str, facts: str) -> str
     quiet = stats([t["t"]["response.output_audio.delta"] for t in good if t["others"] < args.quiet_turn])
     others = stats([t["others"] for t in turns])
     label = f" — {args.label}" if args.label else " — default settings"
+    out["errors"] = [e for e in out["errors"] if e]
     lines = [
         f"### voice_loop{label}",
         "",
@@ -124,11 +168,14 @@ def report(out: dict, args, server: Server, load_before: str, facts: str) -> str
         f"Server: {'started by the bench' if server.proc else server.url}"
         + (f", models loaded in {server.load_s:.1f} s" if server.load_s else "")
         + (f", extra environment `{' '.join(f'{k}={v}' for k, v in server.env.items())}`" if server.env else "")
-        + f". {len(turns)} measured turns ({len(good)} valid) after {args.warmup} warm-up, one session, "
+        + f". {len(turns)} measured turns ({len(good)} valid) after {args.warmup} warm-up{' per user' if args.sessions > 1 else ''}, "
+        + (f"{args.sessions} users talking at once (each {args.stagger:g} s after the previous), " if args.sessions > 1 else "")
+        + ("a new session for every turn (connect, session.update, " f"{args.lead:g} s of silence, the phrase), " if args.fresh else "one session per user, ")
+        + f"turn detection {json.dumps(turn_detection(args)) if turn_detection(args) else 'the server default'}, "
         f"phrases cycled from jfk.flac + multilingual.mp3 (English half), {args.chunk_ms} ms appends in real time.",
         "",
         f"**End of user speech -> first reply audio: p50 {ms(head['p50'])} ms, p95 {ms(head['p95'])} ms** "
-        f"(target p50 <= 800 ms). Other jobs used {others['p50']:.2f} cores in the median turn (max "
+        f"(target p50 <= 800 ms, p95 <= 1,100 ms). Other jobs used {others['p50']:.2f} cores in the median turn (max "
         f"{others['max']:.2f}); over the {quiet['n']} turns where they used < {args.quiet_turn:g} core: "
         f"p50 {ms(quiet['p50'])} ms, p95 {ms(quiet['p95'])} ms.",
         "",
@@ -167,6 +214,13 @@ def main() -> None:
     ap.add_argument("--quiet-turn", type=float, default=0.25, metavar="CORES",
                     help="also report the turns during which other jobs used fewer cores than this (default 0.25)")
     ap.add_argument("--label", help="names this configuration (and its own RESULTS.md section)")
+    ap.add_argument("--fresh", action="store_true", help="a new session (WebSocket) for every turn")
+    ap.add_argument("--sessions", type=int, default=1, help="users talking at once, each in their own session")
+    ap.add_argument("--stagger", type=float, default=0.7, help="seconds between the users' first turns")
+    ap.add_argument("--lead", type=float, default=1.0, help="seconds of silence after connecting, before speaking")
+    ap.add_argument("--silence-ms", type=int, help="session.update turn_detection server_vad silence_duration_ms")
+    ap.add_argument("--semantic", choices=["low", "medium", "high", "auto"],
+                    help="session.update turn_detection semantic_vad with this eagerness")
     ap.add_argument("--quiet", type=float, metavar="CORES",
                     help="first wait (up to 15 min) until the machine uses fewer than CORES cores, e.g. 0.3")
     ap.add_argument("--write", action="store_true", help="replace this script's section in bench/RESULTS.md")
