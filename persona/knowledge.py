@@ -10,7 +10,9 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import os
 import re
+import stat
 import threading
 import time
 from dataclasses import dataclass
@@ -23,6 +25,7 @@ from livehost.persona.embeddings import (Embedder, VectorIndex, engine_family, h
                                          reembed_if_engine_changed)
 
 CHUNK_CHARS = 500
+MAX_FILE_BYTES = 20 * 2**20  # one knowledge file; a bigger one is refused with its size named
 CHUNKER_VERSION = 1  # part of each source's digest: a new chunker re-chunks unchanged files
 # relevant() drops chunks whose cosine with the question is below this, per engine and per script of the question
 # (e5 scores Chinese pairs higher than English ones). Calibrated on tests/test_knowledge.py's shop and
@@ -85,10 +88,7 @@ class KnowledgeBase:
     def add_file(self, character: str, path: Path, source: str | None = None) -> int:
         """Chunk, embed and store a file (source: its file name unless given); returns the number of chunks."""
         path = Path(path)
-        try:
-            raw = path.read_bytes()
-        except OSError as e:
-            raise KnowledgeError(f"cannot read knowledge file {path}: {e}") from None
+        raw = read_regular_file(path)
         suffix = path.suffix.lower()
         readers = {".md": "md", ".markdown": "md", ".txt": "txt", ".text": "txt", ".html": "html", ".htm": "html",
                    ".csv": "csv", ".pdf": "pdf"}
@@ -164,6 +164,8 @@ class KnowledgeBase:
         if row and row[0] == digest:
             return row[1]  # unchanged: keep the chunks and their embeddings
         pieces = chunk_document(fmt, raw, where)
+        if not pieces:
+            raise KnowledgeError(f"{where}: no text found in it (an empty file?)")
         vectors = self.embedder.embed([text for _, text in pieces], "passage")  # outside the lock: the slow part
         with self._lock:
             old = [r[0] for r in self._db.execute("SELECT id FROM chunks WHERE character=? AND source=?",
@@ -193,6 +195,23 @@ class KnowledgeBase:
                 index.load([r[0] for r in rows], b"".join(r[1] for r in rows))
             self._indexes[character] = index
         return index
+
+
+def read_regular_file(path: Path, max_bytes: int = MAX_FILE_BYTES) -> bytes:
+    """The bytes of a regular file of at most max_bytes. A pipe would block and /dev/zero never ends: opened
+    without blocking and checked on the open file itself, so nothing can be swapped in between."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError as e:
+        raise KnowledgeError(f"cannot read knowledge file {path}: {e.strerror or e}") from None
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise KnowledgeError(f"{path}: not a regular file (a device, pipe or socket); refused")
+        data = f.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise KnowledgeError(f"{path}: over the {max_bytes / 2**20:.0f} MiB limit for one knowledge file")
+    return data
 
 
 # ---- chunking ---------------------------------------------------------------------------------------------------

@@ -140,7 +140,7 @@ def _knowledge(config: Optional[str]):
 @kb.command("add")
 @config_option
 @click.argument("character")
-@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
 def kb_add(config: Optional[str], character: str, paths: tuple[str, ...]) -> None:
     """Ingest PATHS (Markdown, text, HTML, FAQ CSV with question,answer columns; folders too) for CHARACTER.
 
@@ -148,19 +148,27 @@ def kb_add(config: Optional[str], character: str, paths: tuple[str, ...]) -> Non
     (data_dir), so restart it or add before starting.
     """
     from livehost.persona.knowledge import KnowledgeError
-    from livehost.persona.retrieval import knowledge_files
+    from livehost.persona.retrieval import collect_sources
     characters, knowledge = _knowledge(config)
     try:
         characters.get(character)
     except KeyError as exc:
+        knowledge.close()
         raise click.ClickException(str(exc).strip("'\"")) from None
+    # Regular files only, size-capped, named by their path inside the folder given; symlinks out of it refused.
+    found, refused = collect_sources([Path(p) for p in paths])
     try:
-        for path in tqdm(knowledge_files([Path(p) for p in paths]), desc="ingesting", unit="file"):
-            click.echo(f"{path}: {knowledge.add_file(character, path)} chunks")
-    except KnowledgeError as exc:
-        raise click.ClickException(str(exc)) from None
+        for path, source in tqdm(found, desc="ingesting", unit="file"):
+            try:
+                click.echo(f"{path}: {knowledge.add_file(character, path, source=source)} chunks (as {source})")
+            except KnowledgeError as exc:
+                refused.append(str(exc))
     finally:
         knowledge.close()
+    for why in refused:
+        click.echo(f"skipped {why}", err=True)
+    if refused:
+        raise click.ClickException(f"{len(refused)} of {len(found) + len(refused)} files were not added (see above)")
 
 
 @kb.command("list")

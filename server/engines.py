@@ -35,7 +35,8 @@ class Engines:
         s = settings
         llm_options: dict[str, Any] = {"model": s.llm.model}
         if s.llm.engine == "llama-cpp":
-            llm_options.update(context_tokens=s.llm.context_tokens, threads=s.llm.threads)
+            llm_options.update(context_tokens=s.llm.context_tokens, threads=s.llm.threads,
+                               cache_dir=str(s.model_cache()))  # where split bundled models are joined
         else:
             llm_options.update(base_url=s.llm.base_url, api_key=s.llm.api_key, timeout_s=s.llm.timeout_s)
         steps = [

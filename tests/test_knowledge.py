@@ -224,3 +224,65 @@ def test_shipped_bilingual_knowledge(tmp_path, zh_embedder):
     for question in ["What's the weather on Mars?", "Who won the world cup in 1998?", "火星上的天气怎么样？"]:
         assert kb.relevant("mika", question) == [], question
     kb.close()
+
+
+# ---- what `livehost kb add` and the server's start read (issue 13 item 16) -----------------------------------------
+
+def test_sources_regular_files_only_unique_names_no_escaping_symlinks(tmp_path):
+    import os
+
+    from livehost.persona.retrieval import collect_sources
+    docs, outside = tmp_path / "docs", tmp_path / "secret"
+    (docs / "a").mkdir(parents=True)
+    (docs / "b").mkdir()
+    outside.mkdir()
+    (docs / "a" / "faq.md").write_text("# A\nfirst")
+    (docs / "b" / "faq.md").write_text("# B\nsecond")
+    (docs / "big.md").write_text("x" * 5000)
+    (outside / "private.md").write_text("# private")
+    os.mkfifo(docs / "pipe.md")
+    (docs / "zero.txt").symlink_to("/dev/zero")
+    (docs / "leak.md").symlink_to(outside / "private.md")
+    (docs / "alias.md").symlink_to(docs / "a" / "faq.md")  # inside the folder: fine
+    found, refused = collect_sources([docs], max_bytes=4096)
+    assert sorted(name for _, name in found) == ["a/faq.md", "alias.md", "b/faq.md"]
+    reasons = "\n".join(refused)
+    assert "pipe.md: not a regular file" in reasons and "zero.txt: a symlink to /dev/zero" in reasons
+    assert "leak.md: a symlink to" in reasons and "outside the folder" in reasons
+    assert "big.md" in reasons and "limit" in reasons
+    # two files given by name with the same name stay two sources
+    found, refused = collect_sources([docs / "a" / "faq.md", docs / "b" / "faq.md", tmp_path / "nope.md"])
+    assert len({name for _, name in found}) == 2 and refused == [f"{tmp_path / 'nope.md'}: does not exist"]
+
+
+def test_reading_a_pipe_or_device_fails_at_once(tmp_path):
+    import os
+
+    from livehost.persona.knowledge import read_regular_file
+    os.mkfifo(tmp_path / "pipe.md")
+    for path in (tmp_path / "pipe.md", Path("/dev/zero")):
+        with pytest.raises(KnowledgeError, match="not a regular file"):
+            read_regular_file(path)  # returns at once: no writer is waited for, no endless read
+    (tmp_path / "ok.md").write_text("hello")
+    assert read_regular_file(tmp_path / "ok.md") == b"hello"
+    with pytest.raises(KnowledgeError, match="limit"):
+        read_regular_file(tmp_path / "ok.md", max_bytes=3)
+
+
+@pytest.mark.e2e
+def test_a_bad_source_is_named_and_the_good_ones_are_used(tmp_path, embedder, caplog):
+    from livehost.persona.character import Character
+    from livehost.persona.retrieval import sync_character_knowledge
+    folder = tmp_path / "kb"
+    folder.mkdir()
+    (folder / "good.md").write_text("# Hours\nWe open at nine.")
+    (folder / "empty.md").write_text("")
+    (folder / "broken.csv").write_text("name,price\nmug,3\n")
+    character = Character(id="shop", name="Shop", persona="p", style="s", greeting="g",
+                          knowledge={"sources": [str(folder)]})
+    kb = KnowledgeBase(tmp_path / "kb.db", embedder)
+    with caplog.at_level("ERROR"):
+        assert sync_character_knowledge(kb, character) == 1
+    assert kb.sources("shop") == ["good.md"]
+    assert "empty.md: no text found" in caplog.text and "broken.csv: an FAQ CSV needs" in caplog.text
+    kb.close()
