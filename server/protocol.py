@@ -199,9 +199,17 @@ class TurnDetection:
     silence_duration_ms: int = 400
     create_response: bool = True
     interrupt_response: bool = True
+    type: str = "server_vad"  # or "semantic_vad": the end-of-turn model decides (speech/smart_turn.py)
+    eagerness: str = "auto"  # semantic_vad: low | medium | high | auto
+    idle_timeout_ms: Optional[int] = None  # server_vad: prompt the user after this long quiet after a reply
 
     def to_dict(self) -> dict:
-        return {"type": "server_vad", **self.__dict__}
+        common = {"type": self.type, "create_response": self.create_response,
+                  "interrupt_response": self.interrupt_response}
+        if self.type == "semantic_vad":
+            return {**common, "eagerness": self.eagerness}
+        return {**common, "threshold": self.threshold, "prefix_padding_ms": self.prefix_padding_ms,
+                "silence_duration_ms": self.silence_duration_ms, "idle_timeout_ms": self.idle_timeout_ms}
 
 
 @dataclass(frozen=True)
@@ -218,9 +226,10 @@ class SessionConfig:
     turn_detection: Optional[TurnDetection] = field(default_factory=TurnDetection)
     language: Optional[str] = None  # transcription language; None: the server default
     max_output_tokens: Optional[int] = None
+    kind: str = "realtime"  # session.type; "transcription": live captions of the input only, never a reply
 
     def to_dict(self, session_id: str, model: str, instructions: str = "") -> dict:
-        return {
+        session = {
             "type": "realtime", "object": "realtime.session", "id": session_id, "model": model,
             "instructions": self.instructions or instructions, "output_modalities": list(self.output_modalities),
             "livehost": {"character": self.character, "user_id": self.user_id,
@@ -234,6 +243,10 @@ class SessionConfig:
                 "output": {"format": self.output_format.to_dict(), "voice": self.voice, "speed": self.speed},
             },
         }
+        if self.kind == "transcription":  # nothing about replies
+            return {"type": "transcription", "object": "realtime.transcription_session", "id": session_id,
+                    "audio": {"input": session["audio"]["input"]}}
+        return session
 
 
 def _get(obj: dict, key: str, kind: type | tuple, where: str):
@@ -247,6 +260,11 @@ def _get(obj: dict, key: str, kind: type | tuple, where: str):
 def apply_session_update(config: SessionConfig, patch: dict) -> SessionConfig:
     """A new config with the GA `session` object (and the beta flat fields) applied; errors name the field."""
     changes: dict[str, Any] = {}
+    if (kind := _get(patch, "type", str, "session")) is not None:
+        if kind not in ("realtime", "transcription"):
+            raise ProtocolError(f"session.type {kind!r} is not supported; use 'realtime' or 'transcription'",
+                                code="invalid_value", param="session.type")
+        changes["kind"] = kind
     if (text := _get(patch, "instructions", str, "session")) is not None:
         changes["instructions"] = text
     ext = _get(patch, "livehost", dict, "session") or {}
@@ -319,10 +337,22 @@ def _turn_detection(value: Any, current: TurnDetection) -> Optional[TurnDetectio
     if not isinstance(value, dict):
         raise ProtocolError(f"{where} must be an object or null", code="invalid_value", param=where)
     kind = value.get("type", "server_vad")
-    if kind not in ("server_vad", "semantic_vad"):  # semantic_vad is served by the same VAD for now
-        raise ProtocolError(f"{where}.type {kind!r} is not supported; use 'server_vad' or null",
+    if kind not in ("server_vad", "semantic_vad"):
+        raise ProtocolError(f"{where}.type {kind!r} is not supported; use 'server_vad', 'semantic_vad' or null",
                             code="invalid_value", param=f"{where}.type")
-    changes: dict[str, Any] = {}
+    changes: dict[str, Any] = {"type": kind}
+    if kind == "semantic_vad" and (eagerness := _get(value, "eagerness", str, where)) is not None:
+        if eagerness not in ("low", "medium", "high", "auto"):
+            raise ProtocolError(f"{where}.eagerness {eagerness!r} is not one of low, medium, high, auto",
+                                code="invalid_value", param=f"{where}.eagerness")
+        changes["eagerness"] = eagerness
+    if "idle_timeout_ms" in value:
+        idle = value["idle_timeout_ms"]
+        if idle is not None and (kind != "server_vad" or not isinstance(idle, int) or isinstance(idle, bool)
+                                 or not 5000 <= idle <= 30000):
+            raise ProtocolError(f"{where}.idle_timeout_ms must be 5000..30000 or null, with server_vad only",
+                                code="invalid_value", param=f"{where}.idle_timeout_ms")
+        changes["idle_timeout_ms"] = idle
     for key, kind_, low, high in (("threshold", (int, float), 0.01, 0.99), ("prefix_padding_ms", int, 0, 2000),
                                   ("silence_duration_ms", int, 100, 5000)):
         if (v := _get(value, key, kind_, where)) is not None:
