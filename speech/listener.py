@@ -61,6 +61,7 @@ class Listener:
         self._utterance: Optional[_Utterance] = None
         self._asr_lock = asyncio.Lock()  # one transcription at a time per session: two would only halve the speed
         self._tasks: set[asyncio.Task] = set()
+        self._idle: Optional[asyncio.Task] = None
 
     # ---- audio in ------------------------------------------------------------------------------------------------
 
@@ -102,6 +103,7 @@ class Listener:
         if ep.onset != was_onset and event != "start":  # the first voiced frame, or a false alarm ending
             self.emit("onset" if ep.onset else "onset_lost", {})
         if event == "start":
+            self.disarm_idle()
             start = max(self._buffer_start, end - int((ep.start_lag_ms + self.config.prefix_padding_ms) * ms))
             self._utterance = utt = _Utterance(self.make_id(), start, voice_end=end, last_partial=end)
             utt.timings["onset_wall"] = time.perf_counter()
@@ -151,6 +153,28 @@ class Listener:
         self.endpointer = self._endpointer(config)  # first: a config it cannot serve changes nothing
         self.config, self.auto = config, auto
         self._utterance = None
+        self.disarm_idle()
+
+    # ---- idle timeout ----------------------------------------------------------------------------------------------
+
+    def arm_idle(self, timeout_ms: int) -> None:
+        """A reply has just played: emit "idle_timeout" if nobody starts speaking within timeout_ms (wall clock:
+        a client that stops sending audio is idle too)."""
+        self.disarm_idle()
+        armed_at = self.total
+
+        async def wait() -> None:
+            await asyncio.sleep(timeout_ms / 1000)
+            self._idle = None
+            if self._utterance is None and not self.endpointer.onset:  # someone just began to speak: not idle
+                self.emit("idle_timeout", {"audio_start_ms": armed_at * 1000 // RATE,
+                                           "audio_end_ms": self.total * 1000 // RATE})
+        self._idle = self._spawn(wait())
+
+    def disarm_idle(self) -> None:
+        if self._idle is not None:
+            self._idle.cancel()
+            self._idle = None
 
     # ---- manual mode -----------------------------------------------------------------------------------------------
 

@@ -152,3 +152,39 @@ async def test_smart_turn_keeps_jfk_together_better_than_silence_alone():
         await asyncio.sleep(0.5)
         counts[name] = [k for k, _ in events].count("speech_stopped")
     assert counts["semantic medium"] < counts["server_vad 500"], counts
+
+
+# ---- idle timeout --------------------------------------------------------------------------------------------------
+
+def plain_listener(events):
+    return Listener(VAD.shared("silero"), RecordingASR(), ListenerConfig(partial_interval_ms=10_000),
+                    lambda kind, data: events.append((kind, data)), lambda: "item")
+
+
+@pytest.mark.e2e
+async def test_idle_timeout_fires_once_when_nobody_speaks():
+    events = []
+    listener = plain_listener(events)
+    await listener.feed(np.zeros(16000, np.float32))  # 1 s heard before the reply ended
+    listener.arm_idle(300)
+    await listener.feed(np.zeros(4800, np.float32))
+    await asyncio.sleep(0.5)
+    idle = [d for k, d in events if k == "idle_timeout"]
+    assert idle == [{"audio_start_ms": 1000, "audio_end_ms": 1300}]
+    await asyncio.sleep(0.4)
+    assert len([k for k, _ in events if k == "idle_timeout"]) == 1  # once per arming
+
+
+@pytest.mark.e2e
+async def test_speaking_or_a_new_config_disarms_the_idle_timeout():
+    events = []
+    listener = plain_listener(events)
+    listener.arm_idle(600)
+    await run(listener, jfk16k()[: int(16000 * 1.5)])  # speech starts within the timeout
+    listener.reconfigure(ListenerConfig(), auto=True)
+    listener.arm_idle(300)
+    listener.reconfigure(ListenerConfig(), auto=True)
+    await asyncio.sleep(0.8)
+    kinds = [k for k, _ in events]
+    assert "speech_started" in kinds and "idle_timeout" not in kinds
+    await listener.close()
