@@ -20,6 +20,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from livehost.persona.dialogue import Dialogue
+from livehost.persona.voices import character_voice
 from livehost.server import metrics
 from livehost.server.reply_events import Chunk, ReplyEvent, Started, audio_delta, to_realtime, with_ids
 from livehost.server.turn import Reply, ReplyPlan
@@ -74,6 +75,7 @@ class StreamHost:
         self.queue = ChatQueue(max_chars=s.max_chars, rate_limit=s.rate_limit, rate_window_s=s.rate_window_s,
                                blocklist=s.blocklist)
         self.dialogue = Dialogue(self.character, engines.llm)  # emotion tags -> prosody and expressions
+        self.tts = character_voice(self.character, engines.tts, settings.tts)  # None: not installed, text only
         card = self.character.livestream
         self.idle_after_s = s.idle_after_s or (card.idle_after_s if card else 20.0)
         self._topics = itertools.cycle(card.idle_topics) if card and card.idle_topics else None
@@ -226,11 +228,12 @@ class StreamHost:
         s, asked = self.settings, []
         plan = ReplyPlan(messages=[], output_format=AudioFormat("audio/pcm", self.program.rate),
                          max_tokens=s.llm.max_tokens, temperature=s.llm.temperature, lead_ms=s.server.output_lead_ms,
-                         audio_out=self._voice, dialogue=self.dialogue, avatar=self.program.stage)
+                         audio_out=self._voice, dialogue=self.dialogue, avatar=self.program.stage,
+                         audio=self.tts is not None)
 
         async def prepare(plan: ReplyPlan) -> None:
             asked.extend(await self._plan(turn, plan))
-        reply = self.reply = Reply(plan, self.engines.llm, self.engines.tts, self._on_reply, prepare)
+        reply = self.reply = Reply(plan, self.engines.llm, self.tts, self._on_reply, prepare)
         self._voice.response_id = reply.id
         self._first_audio_pending = turn.item is not None  # for the chat-to-speech latency
         reply.start()
@@ -367,7 +370,9 @@ class StreamHost:
                 "priority": PRIORITY_NAMES[turn.item.priority], "text_in": getattr(e, "text", "")}
 
     def state(self) -> dict:
-        now = None if self.turn is None else {"kind": self.turn.kind, **self._about(self.turn)}
+        now = None if self.turn is None else {"kind": self.turn.kind, **self._about(self.turn),
+                                              "phase": self.reply.phase if self.reply else None,
+                                              "all_sent": bool(self.reply and self.reply.sent_all)}
         return {"character": self.character.id, "paused": self.paused, "streamer_speaking": self.streamer_speaking,
                 "speaking": bool(self.program.speaking), "now": now, "lines_waiting": len(self._lines),
                 "spoken": dict(self.spoken), "queue": self.queue.stats()}
