@@ -39,6 +39,12 @@ class VADSettings(Section):
     silence_ms: int = Field(400, ge=100, le=5000, description="silence that ends a user turn")
     prefix_padding_ms: int = Field(300, ge=0, le=2000)
     min_speech_ms: int = Field(96, ge=32, le=2000, description="voiced audio needed to count as speech (and barge in)")
+    turn_detection: Literal["server_vad", "semantic_vad"] = Field(
+        "server_vad", description="a session's default: server_vad ends a turn after silence_ms; semantic_vad asks "
+        "the end-of-turn model (Smart Turn v3.2) whether the speaker has finished")
+    eagerness: Literal["low", "medium", "high", "auto"] = Field("auto", description="semantic_vad's default")
+    turn_model: Optional[str] = Field(None, description="Smart Turn .onnx, or the pipecat-ai 1.14.0 wheel to take it "
+                                      "from (default: fetched once from that wheel into the model cache)")
 
 
 class LLMSettings(Section):

@@ -29,6 +29,7 @@ class Engines:
     characters: Any = None
     memory: Any = None
     knowledge: Any = None
+    turn: Any = None  # the end-of-turn model (semantic_vad); None where it could not be had
 
     @classmethod
     def load(cls, settings: Settings, progress: bool = True) -> "Engines":
@@ -60,6 +61,7 @@ class Engines:
                 engine.warmup()  # so the first user does not pay for lazy initialisation
             loaded[key] = engine
             log.info("%s ready in %.1f s", label, time.perf_counter() - started)
+        loaded["turn"] = load_turn_model(s)
         loaded["characters"] = characters = load_characters(s)
         if s.memory.enabled:
             started = time.perf_counter()
@@ -75,6 +77,23 @@ class Engines:
         for store in (self.memory, self.knowledge):
             if store is not None:
                 store.close()
+
+
+def load_turn_model(settings: Settings) -> Any:
+    """Smart Turn for semantic_vad. Where it is the default, a missing or corrupt model stops the start (the error
+    says how to get it); otherwise the server starts without it and semantic_vad is refused with that reason."""
+    from livehost.speech.smart_turn import SmartTurn, TurnModelError
+    started = time.perf_counter()
+    try:
+        model = SmartTurn(settings.vad.turn_model, settings.model_cache())
+        model.warmup()
+    except TurnModelError as exc:
+        if settings.vad.turn_detection == "semantic_vad":
+            raise
+        log.warning("semantic_vad is not available: %s", exc)
+        return None
+    log.info("end-of-turn model Smart Turn v3.2 ready in %.1f s (%s)", time.perf_counter() - started, model.model_path)
+    return model
 
 
 def load_characters(settings: Settings) -> CharacterLibrary:

@@ -142,3 +142,15 @@ def test_the_model_hears_a_finished_sentence_from_one_cut_mid_thought(model):
     assert mid < 0.2 < 0.6 < end, (mid, end)
     p, cpu = model.timed_probability(speech[: int(10.6 * RATE)])
     assert 0 <= p <= 1 and cpu > 0
+
+
+# ---- at the server's start -----------------------------------------------------------------------------------------
+
+def test_without_the_model_the_server_starts_unless_semantic_vad_is_its_default(tmp_path, caplog):
+    from livehost.server.config import Settings
+    from livehost.server.engines import load_turn_model
+    missing = str(tmp_path / "gone.onnx")
+    assert load_turn_model(Settings(vad={"turn_model": missing})) is None
+    assert "semantic_vad is not available" in caplog.text and "gone.onnx" in caplog.text
+    with pytest.raises(TurnModelError, match="gone.onnx"):
+        load_turn_model(Settings(vad={"turn_model": missing, "turn_detection": "semantic_vad"}))
