@@ -20,7 +20,6 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from livehost.persona.dialogue import Dialogue
-from livehost.persona.voices import character_voice
 from livehost.server import metrics
 from livehost.server.reply_events import Chunk, ReplyEvent, Started, audio_delta, to_realtime, with_ids
 from livehost.server.turn import Reply, ReplyPlan
@@ -75,7 +74,6 @@ class StreamHost:
         self.queue = ChatQueue(max_chars=s.max_chars, rate_limit=s.rate_limit, rate_window_s=s.rate_window_s,
                                blocklist=s.blocklist)
         self.dialogue = Dialogue(self.character, engines.llm)  # emotion tags -> prosody and expressions
-        self.tts = character_voice(self.character, engines.tts, settings.tts)  # None: not installed, text only
         card = self.character.livestream
         self.idle_after_s = s.idle_after_s or (card.idle_after_s if card else 20.0)
         self._topics = itertools.cycle(card.idle_topics) if card and card.idle_topics else None
@@ -228,12 +226,11 @@ class StreamHost:
         s, asked = self.settings, []
         plan = ReplyPlan(messages=[], output_format=AudioFormat("audio/pcm", self.program.rate),
                          max_tokens=s.llm.max_tokens, temperature=s.llm.temperature, lead_ms=s.server.output_lead_ms,
-                         audio_out=self._voice, dialogue=self.dialogue, avatar=self.program.stage,
-                         audio=self.tts is not None)
+                         audio_out=self._voice, dialogue=self.dialogue, avatar=self.program.stage)
 
         async def prepare(plan: ReplyPlan) -> None:
             asked.extend(await self._plan(turn, plan))
-        reply = self.reply = Reply(plan, self.engines.llm, self.tts, self._on_reply, prepare)
+        reply = self.reply = Reply(plan, self.engines.llm, self.engines.tts, self._on_reply, prepare)
         self._voice.response_id = reply.id
         self._first_audio_pending = turn.item is not None  # for the chat-to-speech latency
         reply.start()
