@@ -350,5 +350,5 @@ def _built_in(name: str, size: tuple[int, int] = (256, 256), **options) -> Sprit
     return SpriteAvatar(sprite_set(name, (side, side)), size=size, **options)
 
 
-for _name in ("lumi", "pip"):  # drawn in code: livehost/avatar/assets/<name>.py
+for _name in ("lumi", "pip", "nuomi"):  # drawn in code: livehost/avatar/assets/<name>.py
     AVATARS.register(_name)(functools.partial(_built_in, _name))

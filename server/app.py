@@ -13,6 +13,7 @@ from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from livehost import web_client
+from livehost.persona.voices import prepare_voices, voice_status
 from livehost.server import metrics
 from livehost.server.auth import Gate
 from livehost.server.config import Settings
@@ -61,6 +62,8 @@ def create_app(settings: Settings, engines: Optional[Engines] = None, stream: bo
     app.state.settings = settings
     owns_engines = engines is None
     app.state.engines = engines or Engines.load(settings)
+    if app.state.engines.characters is not None:  # a card whose voice is not installed says so at start
+        prepare_voices(app.state.engines.characters.list(), settings.tts, load=owns_engines)
     app.state.started = time.time()
     s = settings.server
     app.state.gate = Gate(s.api_keys, s.token_ttl_s, s.page_tokens, s.token_secret)
@@ -94,7 +97,8 @@ def create_app(settings: Settings, engines: Optional[Engines] = None, stream: bo
         public(request, tokens=True)
         return {"object": "list", "data": [
             {"id": c.id, "name": c.name, "greeting": c.greeting, "languages": c.languages, "mode": c.mode,
-             "avatar": c.avatar.asset, "emotions": c.emotions} for c in app.state.engines.characters.list()]}
+             "avatar": c.avatar.asset, "emotions": c.emotions, "voice": voice_status(c, settings.tts)}
+            for c in app.state.engines.characters.list()]}
 
     @app.post("/v1/realtime/client_secrets", summary="A short-lived client token for a browser (scope: realtime)")
     async def client_secret(request: Request) -> dict:

@@ -17,6 +17,7 @@ import numpy as np
 from livehost.server import metrics
 from livehost.avatar.stage import AvatarStage, stream_frames
 from livehost.persona.dialogue import Dialogue
+from livehost.persona.voices import character_voice
 from livehost.server.limits import SessionGuard
 from livehost.server.outbox import Outbox
 from livehost.server.protocol import (ProtocolError, SessionConfig, TurnDetection, apply_session_update,
@@ -329,7 +330,8 @@ class RealtimeSession:
                      user_text: Optional[str] = None) -> Reply:
         """Start a reply (it plans, then speaks); with user_text it is a held speculation on a turn not yet
         confirmed."""
-        audio = "audio" in (modalities or self.config.output_modalities)
+        tts = character_voice(self.dialogue.character, self.engines.tts, self.settings.tts)
+        audio = "audio" in (modalities or self.config.output_modalities) and tts is not None  # None: no voice
         plan = ReplyPlan(messages=[], output_format=self.config.output_format, audio=audio,
                          voice=self.config.voice, speed=self.config.speed,
                          max_tokens=max_tokens or self.config.max_output_tokens or self.settings.llm.max_tokens,
@@ -347,7 +349,7 @@ class RealtimeSession:
             plan.messages, plan.script = decided.messages, decided.script
             plan.sources, plan.handoff, plan.dialogue = decided.sources, decided.handoff, dialogue
 
-        reply = Reply(plan, self.engines.llm, self.engines.tts, self._on_reply, prepare)
+        reply = Reply(plan, self.engines.llm, tts, self._on_reply, prepare)
         if user_text is None:
             self.reply = reply
         self._tasks.add(reply.start(held=user_text is not None))

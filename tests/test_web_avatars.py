@@ -54,7 +54,7 @@ def write(name: str) -> None:
     (AVATARS / f"{name}.json").write_text(json.dumps(manifest, separators=(",", ":")) + "\n")
 
 
-@pytest.mark.parametrize("name", ["lumi", "pip"])
+@pytest.mark.parametrize("name", ["lumi", "pip", "nuomi"])
 def test_atlas_matches_the_drawings(name):
     from PIL import Image
     atlas, manifest = build(name)
@@ -68,6 +68,6 @@ def test_atlas_matches_the_drawings(name):
 
 
 if __name__ == "__main__":
-    for avatar in ("lumi", "pip"):
+    for avatar in ("lumi", "pip", "nuomi"):
         write(avatar)
         print(f"wrote {AVATARS / avatar}.png and .json")

@@ -9,7 +9,7 @@ import importlib
 
 from livehost.avatar.renderer import SpriteSet
 
-BUILT_IN = ("lumi", "pip")
+BUILT_IN = ("lumi", "pip", "nuomi")
 
 
 @functools.lru_cache(maxsize=8)

@@ -20,8 +20,9 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from livehost.persona.dialogue import Dialogue
+from livehost.persona.voices import character_voice
 from livehost.server import metrics
-from livehost.server.reply_events import Chunk, ReplyEvent, Started, audio_delta, to_realtime, with_ids
+from livehost.server.reply_events import Chunk, Created, Done, ReplyEvent, Started, audio_delta, to_realtime, with_ids
 from livehost.server.turn import Reply, ReplyPlan
 from livehost.speech.audio import AudioFormat, Resampler
 
@@ -74,6 +75,7 @@ class StreamHost:
         self.queue = ChatQueue(max_chars=s.max_chars, rate_limit=s.rate_limit, rate_window_s=s.rate_window_s,
                                blocklist=s.blocklist)
         self.dialogue = Dialogue(self.character, engines.llm)  # emotion tags -> prosody and expressions
+        self.tts = character_voice(self.character, engines.tts, settings.tts)  # None: not installed, text only
         card = self.character.livestream
         self.idle_after_s = s.idle_after_s or (card.idle_after_s if card else 20.0)
         self._topics = itertools.cycle(card.idle_topics) if card and card.idle_topics else None
@@ -226,11 +228,12 @@ class StreamHost:
         s, asked = self.settings, []
         plan = ReplyPlan(messages=[], output_format=AudioFormat("audio/pcm", self.program.rate),
                          max_tokens=s.llm.max_tokens, temperature=s.llm.temperature, lead_ms=s.server.output_lead_ms,
-                         audio_out=self._voice, dialogue=self.dialogue, avatar=self.program.stage)
+                         audio_out=self._voice, dialogue=self.dialogue, avatar=self.program.stage,
+                         audio=self.tts is not None)
 
         async def prepare(plan: ReplyPlan) -> None:
             asked.extend(await self._plan(turn, plan))
-        reply = self.reply = Reply(plan, self.engines.llm, self.engines.tts, self._on_reply, prepare)
+        reply = self.reply = Reply(plan, self.engines.llm, self.tts, self._on_reply, prepare)
         self._voice.response_id = reply.id
         self._first_audio_pending = turn.item is not None  # for the chat-to-speech latency
         reply.start()
@@ -313,11 +316,8 @@ class StreamHost:
                 self._first_audio_pending = False
                 metrics.STREAM_CHAT_TO_SPEECH.observe(self.queue.clock() - self.turn.item.enqueued_at)
             self.program.set_caption(event.text.strip())
-        for wire in with_ids(to_realtime(event)):
-            kind = wire["type"]
-            if kind.startswith(("response.output_audio_transcript", "livehost.emotion", "livehost.visemes")) or \
-                    kind in ("response.created", "response.done"):
-                self._publish(wire)
+        if isinstance(event, (Created, Chunk, Done)):  # what an overlay needs: words, mouth, feeling, start and end
+            self._publish_all([w for w in with_ids(to_realtime(event)) if w["type"] != "error"])
 
     # ---- viewers' memory ---------------------------------------------------------------------------------------------
 
@@ -378,6 +378,10 @@ class StreamHost:
         q: asyncio.Queue = asyncio.Queue(maxsize=size)
         self.subscribers.add(q)
         return q
+
+    def _publish_all(self, events: list[dict]) -> None:
+        for event in events:
+            self._publish(event)
 
     def _publish(self, event: dict) -> None:
         for q in list(self.subscribers):
