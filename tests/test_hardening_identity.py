@@ -243,8 +243,8 @@ async def test_odd_credentials_are_refused_cleanly(settings):
 
 async def test_hangup_needs_the_calls_own_credential(settings):
     aiortc = pytest.importorskip("aiortc")
-    with served(settings, api_keys=[KEY]) as srv:
-        srv.app.state.settings.webrtc.host_addresses.append("127.0.0.1")
+    s = settings.model_copy(update={"webrtc": settings.webrtc.model_copy(update={"host_addresses": ["127.0.0.1"]})})
+    with served(s, api_keys=[KEY]) as srv:
         async with httpx.AsyncClient(base_url=srv.url, timeout=20) as http:
             mine = (await http.post("/v1/realtime/client_secrets", headers=AUTH)).json()["value"]
             other = (await http.post("/v1/realtime/client_secrets", headers=AUTH)).json()["value"]
