@@ -6,6 +6,7 @@ halves because of PyPI's size limit and joined once into the cache folder).
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -191,6 +192,12 @@ class FasterWhisperASR:
         return language
 
     def transcribe(self, audio: np.ndarray, language: str | None = None) -> Transcript:
+        result = self._transcribe(audio, language)
+        if result.language == "zh":  # Whisper writes Chinese in either script, even within one turn
+            result.text = simplified(result.text)
+        return result
+
+    def _transcribe(self, audio: np.ndarray, language: str | None) -> Transcript:
         audio = _as_float_mono(audio)
         duration = len(audio) / self.sample_rate
         lang = self._language(language)
@@ -262,6 +269,18 @@ class FasterWhisperASR:
                                              condition_on_previous_text=False)
         for _ in segments:
             pass
+
+
+@functools.lru_cache(maxsize=1)
+def _to_simplified():
+    import opencc
+
+    return opencc.OpenCC("t2s")
+
+
+def simplified(text: str) -> str:
+    """Chinese in Simplified characters (OpenCC's character table; words are not localised: 軟體 -> 软体)."""
+    return _to_simplified().convert(text) if text else text
 
 
 def repeats_back_to_back(text: str) -> bool:
