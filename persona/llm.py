@@ -18,7 +18,7 @@ from typing import Any, AsyncIterator, Protocol
 import httpx
 
 from livehost.persona import model_files
-from livehost.persona.reply_filter import EXTRA_TOKENS, clean_reply
+from livehost.persona.reply_filter import EXTRA_TOKENS, clean_reply, norm
 from livehost.speech.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -48,12 +48,23 @@ def bundled_gguf() -> Path:
         raise LLMError(f"{e}, or set llm.model to a .gguf file") from None
 
 
-def cleaned(raw, messages: list[dict], max_tokens: int) -> AsyncIterator[str]:
-    """Every engine's output goes through the reply filter (whole sentences, no repeats, no prompt echo);
-    a one-token warm-up of the prompt cache does not."""
+async def cleaned(raw, messages: list[dict], max_tokens: int) -> AsyncIterator[str]:
+    """Every engine's output goes through the reply filter (whole sentences, no repeats, no prompt echo). A reply
+    that says nothing (the small models sometimes write an emotion tag and stop) is asked for once more. A one-token
+    warm-up of the prompt cache is passed through as it is."""
     if max_tokens <= 4:
-        return raw(max_tokens)
-    return clean_reply(raw(max_tokens + EXTRA_TOKENS), messages, max_tokens)
+        async for token in raw(max_tokens):
+            yield token
+        return
+    for attempt in range(2):
+        said = False
+        async for text in clean_reply(raw(max_tokens + EXTRA_TOKENS), messages, max_tokens,
+                                      use_fallback=attempt == 1):
+            said = said or bool(norm(text))
+            yield text
+        if said:
+            return
+        log.info("the LLM wrote nothing to say (only tags or nothing); asking once more")
 
 
 _DONE = object()  # end-of-stream marker put on the queue by the worker

@@ -104,7 +104,8 @@ class _Checker:
         return None
 
 
-async def clean_reply(tokens: AsyncIterator[str], messages: list[dict], max_tokens: int) -> AsyncIterator[str]:
+async def clean_reply(tokens: AsyncIterator[str], messages: list[dict], max_tokens: int,
+                      use_fallback: bool = True) -> AsyncIterator[str]:
     """`tokens`: the raw stream, asked for max_tokens + EXTRA_TOKENS. Yields the text to say."""
     check = _Checker(messages)
     strict = check.facts is not None
@@ -143,7 +144,9 @@ async def clean_reply(tokens: AsyncIterator[str], messages: list[dict], max_toke
                     yield "."  # already partly said: at least end it
                 current = buf = ""
                 break
-        if current.strip():  # the model stopped without a final full stop: the sentence is whole, end it
+        if current.strip() and not norm(current):  # only a trailing tag: the tagger drops it, no full stop
+            yield buf if released else current
+        elif current.strip():  # the model stopped without a final full stop: the sentence is whole, end it
             said = buf if released else _judged(check, current)
             if released or said:
                 out = True
@@ -154,7 +157,7 @@ async def clean_reply(tokens: AsyncIterator[str], messages: list[dict], max_toke
         if hasattr(tokens, "aclose"):
             await tokens.aclose()
     fallback = getattr(messages, "fallback", None)
-    if not out and fallback:
+    if not out and fallback and use_fallback:
         yield fallback
 
 

@@ -72,3 +72,18 @@ def test_grounded_prompt_drops_unsupported_claims_and_falls_back():
     assert said("Hello! We have 20 percent off on Monday. Engraving costs 8.00.", prompt) == \
         "Hello! Engraving costs 8.00."
     assert said("Yes, we ship to Canada.", prompt) == "Shall I pass you to a colleague?"
+
+
+def test_a_reply_of_only_a_tag_is_asked_for_again():
+    from livehost.persona.llm import cleaned
+    outputs = iter(["[calm]", "[calm] Glad you liked the book."])
+    asked: list[int] = []
+
+    def raw(n: int):
+        asked.append(n)
+        return _tokens(next(outputs))
+
+    async def run():
+        return "".join([t async for t in cleaned(raw, SYSTEM, 60)])
+    assert re.sub(r"\[\w+\]", "", asyncio.run(run())).strip() == "Glad you liked the book."
+    assert asked == [60 + EXTRA_TOKENS] * 2
