@@ -248,9 +248,10 @@ class RealtimeSession:
         self.reply.cancel("client_cancelled")  # not awaited: reading the client's audio must go on meanwhile
 
     async def _on_output_audio_buffer_clear(self, event) -> None:
-        if self.reply:
-            self.reply.cancel("client_cancelled")
-        self.emit("output_audio_buffer.cleared", response_id=None)
+        reply = self.reply  # also one whose last words are still playing: they are dropped from the speaker
+        if reply:
+            reply.cancel("client_cancelled")
+        self.emit("output_audio_buffer.cleared", response_id=reply.id if reply else None)
 
     def _stream_frames(self, frames: Optional[tuple[int, str]]) -> None:
         """The avatar as encoded frames on the WebSocket, for clients that cannot use WebRTC video."""
