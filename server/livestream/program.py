@@ -13,9 +13,10 @@ import time
 from typing import Any, Optional, Protocol, Sequence
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 
 from livehost.server.voice_out import MediaClock
+from livehost.server.livestream.fonts import caption_font
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +167,7 @@ def _caption_band(text: str, size: tuple[int, int]) -> tuple[int, np.ndarray, np
     """Drawn once per caption: white text on a translucent dark band across the bottom, wrapped to the width,
     showing the last 3 lines (a growing live caption keeps what is being said now in view)."""
     w, h = size
-    font = ImageFont.load_default(size=max(12, h // 16))
+    font = caption_font(max(12, h // 16), text)  # CJK glyphs when the system has a CJK font
     margin = max(4, w // 40)
     lines = _wrap(text, font, w - 2 * margin)[-3:]
     line_h = int(font.size * 1.25)
