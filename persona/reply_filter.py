@@ -69,6 +69,13 @@ def instruction_lines(messages: list[dict]) -> list[str]:
     return out
 
 
+def _trigrams(key: str) -> set[str]:
+    words = key.split()
+    grams = {" ".join(words[i:i + 3]) for i in range(len(words) - 2)}
+    cjk = "".join(_CJK.findall(key))
+    return grams | {cjk[i:i + 3] for i in range(len(cjk) - 2)}
+
+
 class _Checker:
     def __init__(self, messages: list[dict]):
         self.instructions = instruction_lines(messages)
@@ -76,6 +83,11 @@ class _Checker:
         self.said: list[str] = []
         self.facts: Optional[str] = getattr(messages, "facts", None)
         self.avoid: Optional[re.Pattern] = getattr(messages, "avoid", None)
+        # the words the user (or a viewer) just said: saying them back is parroting, not answering
+        last = next((str(m.get("content") or "") for m in reversed(messages) if m.get("role") == "user"), "")
+        quoted = re.findall(r"«([^»]*)»", last)
+        self.user = norm(" ".join(quoted) if quoted else last)
+        self._user_grams = _trigrams(self.user)
 
     def suspicious(self, key: str) -> bool:
         """The sentence so far could still become a repeat, an echo or a sentence to avoid."""
@@ -83,7 +95,8 @@ class _Checker:
             return True
         if self.avoid is not None and (len(key.split()) < 5 and len(_CJK.findall(key)) < 6 or self.avoid.search(key)):
             return True
-        return any(s.startswith(key) for s in self.said) or any(key in line for line in self.instructions)
+        return any(s.startswith(key) for s in self.said) or any(key in line for line in self.instructions) \
+            or key in self.user
 
     def verdict(self, sentence: str) -> Optional[str]:
         """Why a whole sentence must not be said, or None."""
@@ -97,6 +110,9 @@ class _Checker:
             return "echo"
         if self.avoid is not None and self.avoid.search(key):
             return "avoided here"
+        grams = _trigrams(key)
+        if len(grams) >= 3 and len(grams & self._user_grams) >= 0.7 * len(grams):
+            return "parrots the user"
         if self.facts is not None:
             missing = unsupported(_TAGS.sub(" ", sentence), self.facts)
             if missing:
@@ -108,7 +124,7 @@ async def clean_reply(tokens: AsyncIterator[str], messages: list[dict], max_toke
                       use_fallback: bool = True) -> AsyncIterator[str]:
     """`tokens`: the raw stream, asked for max_tokens + EXTRA_TOKENS. Yields the text to say."""
     check = _Checker(messages)
-    strict = check.facts is not None
+    strict = check.facts is not None or check.avoid is not None  # grounded, or heard by viewers: whole sentences
     buf = ""        # the current sentence: what is not yet said of it
     current = ""    # the current sentence, all of it
     released = False  # the current sentence is being said as it comes

@@ -87,3 +87,10 @@ def test_a_reply_of_only_a_tag_is_asked_for_again():
         return "".join([t async for t in cleaned(raw, SYSTEM, 60)])
     assert re.sub(r"\[\w+\]", "", asyncio.run(run())).strip() == "Glad you liked the book."
     assert asked == [60 + EXTRA_TOKENS] * 2
+
+
+def test_the_users_words_are_not_said_back():
+    chat = SYSTEM[:1] + [{"role": "user", "content": 'Viewer "Kai" wrote in chat: «keep up the great work, you '
+                                                     'always make my evening»'}]
+    assert said("Kai, thanks! Keep up the great work, you always make my evening! See you.", chat) == \
+        "Kai, thanks! See you."
