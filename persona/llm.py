@@ -18,6 +18,7 @@ from typing import Any, AsyncIterator, Protocol
 import httpx
 
 from livehost.persona import model_files
+from livehost.persona.embeddings import has_cjk
 from livehost.persona.reply_filter import EXTRA_TOKENS, clean_reply, norm
 from livehost.speech.registry import Registry
 
@@ -71,6 +72,36 @@ _DONE = object()  # end-of-stream marker put on the queue by the worker
 
 
 @LLM.register("llama-cpp")
+def llama_cpp(model: str | None = None, **options: Any) -> "LlamaCppLLM | ByLanguageLLM":
+    """llm.model: a .gguf path, a bundled model's word (smollm2-135m, qwen2.5-0.5b), or auto: the small fast
+    model for Latin-script turns and the one that speaks Chinese for Chinese turns (both loaded)."""
+    if (model or model_files.DEFAULT).strip().lower() == model_files.AUTO:
+        return ByLanguageLLM(LlamaCppLLM(model_files.SMOLLM2, **options), LlamaCppLLM(model_files.QWEN, **options))
+    return LlamaCppLLM(model or model_files.DEFAULT, **options)
+
+
+class ByLanguageLLM:
+    """Two embedded models behind one engine: a turn whose user words are Chinese (or Japanese, Korean) goes to
+    `cjk`, any other to `latin`. Each keeps its own prompt cache."""
+
+    def __init__(self, latin: "LlamaCppLLM", cjk: "LlamaCppLLM"):
+        self.latin, self.cjk = latin, cjk
+        self.name = f"auto({latin.name} | {cjk.name} for Chinese)"
+
+    def warmup(self) -> None:
+        self.latin.warmup()
+        self.cjk.warmup()
+
+    def pick(self, messages: list[dict]) -> "LlamaCppLLM":
+        """Chinese words from the user, or a character who is Chinese (her persona, the prompt's first line)."""
+        last = next((str(m.get("content") or "") for m in reversed(messages) if m.get("role") == "user"), "")
+        persona = str(messages[0].get("content") or "").split("\n", 1)[0] if messages else ""
+        return self.cjk if has_cjk(last) or has_cjk(persona) else self.latin
+
+    def stream(self, messages: list[dict], *, max_tokens: int, temperature: float) -> AsyncIterator[str]:
+        return self.pick(messages).stream(messages, max_tokens=max_tokens, temperature=temperature)
+
+
 class LlamaCppLLM:
     """llama.cpp in-process. One generation at a time (a llama context is not thread-safe); others wait their turn.
 

