@@ -24,9 +24,8 @@ def _cjk(text: str) -> int:
 
 
 @pytest.fixture(scope="module")
-def zh_server(tmp_path_factory):
-    from conftest import RunningServer, _free_port
-    from livehost.server.app import create_app
+def zh(tmp_path_factory):
+    """Settings and engines for a Chinese host: Whisper base (zh), Qwen2.5-0.5B, nuomi."""
     from livehost.server.config import load_settings
     from livehost.server.engines import Engines
 
@@ -34,7 +33,15 @@ def zh_server(tmp_path_factory):
         "data_dir": str(tmp_path_factory.mktemp("zh-data")), "memory": {"enabled": False},
         "asr": {"model": "base", "language": "zh"}, "llm": {"model": "qwen2.5-0.5b", "max_tokens": 40},
         "persona": {"character": "nuomi"}})
-    engines = Engines.load(settings, progress=False)
+    return settings, Engines.load(settings, progress=False)
+
+
+@pytest.fixture(scope="module")
+def zh_server(zh):
+    from conftest import RunningServer, _free_port
+    from livehost.server.app import create_app
+
+    settings, engines = zh
     with RunningServer(create_app(settings, engines), _free_port()) as running:
         yield running, engines
 
@@ -87,3 +94,55 @@ async def test_a_chinese_voice_turn_is_heard_answered_and_spoken_in_chinese(zh_s
     assert _cjk(back) >= 2, back
     errors, chars = bench.cer(said, back, bench._simplified())
     assert errors / chars <= 0.5, (said, back)
+
+
+async def test_the_stream_host_reads_a_chinese_danmaku_and_answers_it_aloud(zh, tmp_path, monkeypatch):
+    """A Bilibili room (a local server speaking the danmaku protocol) sends one message in Chinese; nuomi answers
+    it, and the answer on the recorded stream is Chinese that Whisper hears."""
+    import functools
+
+    import httpx
+    import websockets
+
+    from conftest import RunningServer, _free_port
+    from livehost.server.app import create_app
+    from livehost.server.livestream import bilibili as bl
+    from livehost.server.livestream import bilibili_client
+    from test_livestream_bilibili import DANMU, ROOM, cmd
+    from test_livestream_bilibili_client import FakeRoom, accept
+    from test_livestream_e2e import _collect, _transcribe, wait_for
+
+    settings, engines = zh
+    room = FakeRoom()
+    url = await room.start()
+    monkeypatch.setattr(bilibili_client, "BilibiliChat", functools.partial(bilibili_client.BilibiliChat, url=url))
+    recorded = tmp_path / "zh.flv"
+    s = settings.model_copy(update={
+        "stream": settings.stream.model_copy(update={
+            "character": "nuomi", "bilibili": int(ROOM), "rtmp": str(recorded), "size": 128, "captions": True,
+            "idle_after_s": 600, "gap_s": 0.2}),
+        "server": settings.server.model_copy(update={"api_keys": ["sk-zh"]})})
+    auth = {"Authorization": "Bearer sk-zh"}
+    app = create_app(s, engines, stream=True)
+    said: list[dict] = []
+    with RunningServer(app, _free_port()) as server:
+        ws = await room.next_conn()
+        await accept(ws)
+        async with websockets.connect(server.url.replace("http", "ws") + "/v1/stream/events",
+                                      additional_headers=auth) as events:
+            collector = asyncio.create_task(_collect(events, said))
+            await ws.send(bl.encode_batch([cmd(DANMU)]))  # 小明: 主播好！今天玩什么？
+            await wait_for(lambda: _done(said), 120, "nuomi's answer")
+            collector.cancel()
+        async with httpx.AsyncClient(base_url=server.url, headers=auth) as http:
+            await http.post("/v1/stream/pause")
+        await asyncio.sleep(1.0)  # the answer's tail reaches the recording
+    room.server.close()
+    answer = next(x for x in said if x["kind"] == "chat")
+    assert answer["viewer"] == "小明" and _cjk(answer["text"]) >= 2, answer
+    heard = _transcribe(engines.asr, recorded)
+    assert _cjk(heard) >= 2, heard  # Whisper base (language zh) hears Chinese on the stream
+
+
+async def _done(said: list) -> bool:
+    return any(x["kind"] == "chat" for x in said)
