@@ -193,3 +193,33 @@ async def test_closing_while_planning_leaves_nothing_running(settings):
     await asyncio.wait_for(gated.entered.wait(), 2)
     await close(s)
     assert not [t for t in s._tasks if not t.done()] and s.reply is None
+
+
+class _RecordingLLM(WordsLLM):
+    def __init__(self):
+        super().__init__("Sure thing.")
+        self.prompts: list[list[dict]] = []
+
+    async def stream(self, messages, *, max_tokens, temperature):
+        self.prompts.append(list(messages))
+        async for token in super().stream(messages, max_tokens=max_tokens, temperature=temperature):
+            yield token
+
+
+@pytest.mark.parametrize("speculate", [False, True])
+async def test_each_voice_turn_asks_about_its_own_words(settings, speculate):
+    llm = _RecordingLLM()
+    s = session(settings, engines=engines(llm))
+    for n, words in enumerate(["what is your name", "tell me about the weather"]):
+        item = f"item_u{n}"
+        listener(s, "speech_started", item_id=item, audio_start_ms=0)
+        listener(s, "speech_stopped", item_id=item, audio_end_ms=900, endpointing_s=0.4)
+        if speculate:
+            listener(s, "speculative", item_id=item, transcript=words)
+            await asyncio.sleep(0.01)
+        listener(s, "final", item_id=item, transcript=words, audio=[0] * 16000, asr_wait_s=0.0)
+        assert (await events_until(s, "response.done"))[-1]["response"]["status"] == "completed"
+        last_user = [m["content"] for m in llm.prompts[-1] if m["role"] == "user"][-1]
+        assert words in last_user, llm.prompts[-1]
+    assert [m["content"] for m in llm.prompts[-1] if m["role"] == "assistant"] == ["Sure thing."]
+    await close(s)
