@@ -161,14 +161,16 @@ async def clean_reply(tokens: AsyncIterator[str], messages: list[dict], max_toke
                 current = buf = ""
                 break
         if current.strip() and not norm(current):  # only a trailing tag: the tagger drops it, no full stop
-            yield buf if released else current
+            if buf or not released:
+                yield buf if released else current
         elif current.strip():  # the model stopped without a final full stop: the sentence is whole, end it
             said = buf if released else _judged(check, current)
             if released or said:
                 out = True
                 ending = "" if current.rstrip()[-1:] in ".!?。！？…~" else \
                     ("。" if _CJK.search(current.rstrip()[-1:]) else ".")
-                yield said.rstrip() + ending if ending else said
+                if said or ending:
+                    yield said.rstrip() + ending if ending else said
     finally:
         if hasattr(tokens, "aclose"):
             await tokens.aclose()
