@@ -73,6 +73,21 @@ class CustomerService(_Part):
     handoff_on: list[str] = Field(default_factory=lambda: ["human", "real person", "agent", "manager"])
 
 
+class CardToolHttp(_Part):
+    url: str = Field(pattern=r"^https?://", description="called as written; {argument} placeholders are filled")
+    method: Literal["GET", "POST"] = "GET"
+    timeout_s: float = Field(5.0, gt=0, le=60)
+    headers: dict[str, str] = Field(default_factory=dict, description="header name -> environment variable")
+
+
+class CardTool(_Part):
+    """A tool the server calls itself (persona/tools.py): a shop's order lookup, with no client code."""
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    description: str = ""
+    parameters: dict = Field(default_factory=lambda: {"type": "object", "properties": {}})
+    http: CardToolHttp
+
+
 class Character(_Part):
     id: str
     name: str = Field(min_length=1)
@@ -89,7 +104,16 @@ class Character(_Part):
     mode: Mode = "chat"
     livestream: Livestream = Field(default_factory=Livestream)
     customer_service: Optional[CustomerService] = None
+    tools: list[CardTool] = Field(default_factory=list)
     _source: Optional[Path] = PrivateAttr(None)
+
+    def function_tools(self) -> list:
+        """The card's tools as persona.tools.Tool (each checked when the card loads)."""
+        from livehost.persona.tools import HttpSpec, parse_tool
+
+        return [parse_tool(t.model_dump(exclude={"http"}), f"tools[{i}]",
+                           HttpSpec(t.http.url, t.http.method, t.http.timeout_s, dict(t.http.headers)))
+                for i, t in enumerate(self.tools)]
 
     @property
     def source(self) -> Optional[Path]:
@@ -226,6 +250,10 @@ def load_character(path: str | Path) -> Character:
         if not source.exists():
             problems.append((_line_of(root, ["knowledge", "sources", i]), f"knowledge.sources[{i}]",
                              f"{source} does not exist"))
+    try:
+        character.function_tools()
+    except ValueError as exc:  # persona.tools.ToolError: a schema that is not JSON schema, names twice
+        problems.append((_line_of(root, ["tools"]), getattr(exc, "param", None) or "tools", str(exc)))
     if problems:
         raise CharacterError(name, problems)
     return character

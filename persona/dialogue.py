@@ -16,6 +16,7 @@ from livehost.persona.character import Character
 from livehost.persona.emotion import EmotionTagger, prosody_for
 from livehost.persona.grounding import extract_answer, handoff_line, recall
 from livehost.persona.reply_filter import Prompt
+from livehost.persona.tool_calls import as_chat
 from livehost.persona.window import SUMMARY_INSTRUCTION, ConversationWindow
 from livehost.speech.tts import Prosody
 
@@ -95,7 +96,7 @@ class Dialogue:
         # The persona and the history come first and stay the same from turn to turn, so the LLM's prompt cache
         # keeps them; what changes every turn (memories, notes, the summary) goes just before the user's words.
         messages = [{"role": "system", "content": instructions or c.persona_prompt()}]
-        messages += [{"role": m["role"], "content": m["content"]} for m in recent if m["role"] != "system"]
+        messages += [as_chat(m) for m in recent if m["role"] != "system"]  # a tool's result: quoted as data
         context = c.context_prompt(memories, notes) if not instructions else _context(memories, notes).strip()
         if summary:
             context = f"Earlier in this conversation: {summary}\n{context}".strip()

@@ -101,6 +101,10 @@ class ByLanguageLLM:
     def stream(self, messages: list[dict], *, max_tokens: int, temperature: float) -> AsyncIterator[str]:
         return self.pick(messages).stream(messages, max_tokens=max_tokens, temperature=temperature)
 
+    async def choose_tools(self, messages: list[dict], grammar: str, max_tokens: int) -> str:
+        # the larger model decides tool calls in any language (bench/tools.py: it picks the right tool more often)
+        return await self.cjk.choose_tools(messages, grammar, max_tokens)
+
 
 class LlamaCppLLM:
     """llama.cpp in-process. One generation at a time (a llama context is not thread-safe); others wait their turn.
@@ -213,6 +217,18 @@ class LlamaCppLLM:
             if chunks is not None:
                 chunks.close()  # ends generate() while we still hold the lock
 
+    async def choose_tools(self, messages: list[dict], grammar: str, max_tokens: int) -> str:
+        """One greedy completion that can only be what `grammar` (GBNF) allows: the tool router's pass."""
+        import llama_cpp
+
+        def work() -> str:
+            constraint = llama_cpp.LlamaGrammar.from_string(grammar, verbose=False)
+            with self._lock:
+                out = self._llama.create_chat_completion(list(messages), max_tokens=max_tokens, temperature=0.0,
+                                                         grammar=constraint)
+            return out["choices"][0]["message"].get("content") or ""
+        return await asyncio.to_thread(work)  # short (a call's JSON); a cancel lets it finish in its thread
+
 
 @LLM.register("openai")
 class OpenAICompatibleLLM:
@@ -300,6 +316,22 @@ class OpenAICompatibleLLM:
 
     def stream(self, messages: list[dict], *, max_tokens: int, temperature: float) -> AsyncIterator[str]:
         return cleaned(lambda n: self._stream(messages, n, temperature), messages, max_tokens)
+
+    async def chat_tools(self, messages: list[dict], tools: list[dict], tool_choice: Any,
+                         max_tokens: int = 256) -> dict:
+        """One chat completion with `tools`: the server's message (its content, or its tool_calls)."""
+        body = {"model": await self._resolve_model(), "messages": list(messages), "tools": tools,
+                "tool_choice": tool_choice, "max_tokens": max_tokens, "temperature": 0.0}
+        try:
+            resp = await self._http().post(f"{self.base_url}/chat/completions", json=body)
+        except httpx.HTTPError as e:
+            raise self._error(e) from e
+        if not resp.is_success:
+            raise self._status_error(resp.status_code, resp.content)
+        try:
+            return resp.json()["choices"][0]["message"] or {}
+        except (ValueError, KeyError, IndexError, TypeError):
+            raise LLMError(f"LLM server sent no chat message: {resp.text[:200]}") from None
 
     async def _stream(self, messages: list[dict], max_tokens: int, temperature: float) -> AsyncIterator[str]:
         client = self._http()

@@ -11,6 +11,7 @@ from typing import Optional
 
 from livehost.server.protocol import ProtocolError, new_id
 from livehost.server.reply_events import ReplyResult
+from livehost.server.tool_calls import TOOL_ITEMS, as_message
 from livehost.server.voice_out import text_until
 
 MAX_ITEMS = 200  # older items leave the conversation (and the prompt) first
@@ -100,6 +101,9 @@ class Conversation:
         """Finished items with words in them, oldest first, as the dialogue core sees them."""
         out = []
         for item in self.items.values():
+            if item.get("type") in TOOL_ITEMS:  # a call and its result, as the dialogue reads them
+                out.append({**as_message(item, self.items), "status": "completed"})
+                continue
             said = self.spoken.get(item["id"])
             if said and said.status == "completed" and said.generated.strip() and not said.wrapped:
                 text = said.generated.strip()  # exactly what the LLM wrote, so its prompt cache still matches

@@ -227,6 +227,8 @@ class SessionConfig:
     language: Optional[str] = None  # transcription language; None: the server default
     max_output_tokens: Optional[int] = None
     kind: str = "realtime"  # session.type; "transcription": live captions of the input only, never a reply
+    tools: tuple = ()  # persona.tools.Tool: function tools the client answers
+    tool_choice: str = "auto"  # auto | none | required | a tool's name
 
     def to_dict(self, session_id: str, model: str, instructions: str = "") -> dict:
         session = {
@@ -236,6 +238,9 @@ class SessionConfig:
                          "avatar_frames": {"fps": self.avatar_frames[0], "format": self.avatar_frames[1]}
                          if self.avatar_frames else None},
             "max_output_tokens": self.max_output_tokens or "inf",
+            "tools": [t.as_dict() for t in self.tools],
+            "tool_choice": self.tool_choice if self.tool_choice in ("auto", "none", "required") else
+            {"type": "function", "name": self.tool_choice},
             "audio": {
                 "input": {"format": self.input_format.to_dict(),
                           "transcription": {"model": "whisper", "language": self.language},
@@ -267,6 +272,8 @@ def apply_session_update(config: SessionConfig, patch: dict) -> SessionConfig:
         changes["kind"] = kind
     if (text := _get(patch, "instructions", str, "session")) is not None:
         changes["instructions"] = text
+    if "tools" in patch or "tool_choice" in patch:
+        changes.update(_tools(patch, config))
     ext = _get(patch, "livehost", dict, "session") or {}
     for key in ("character", "user_id"):
         if (value := _get(ext, key, str, "session.livehost")) is not None:
@@ -313,6 +320,20 @@ def apply_session_update(config: SessionConfig, patch: dict) -> SessionConfig:
         changes["turn_detection"] = _turn_detection(inp.get("turn_detection", patch.get("turn_detection")),
                                                     config.turn_detection or TurnDetection())
     return replace(config, **changes)
+
+
+def _tools(patch: dict, config: SessionConfig) -> dict:
+    from livehost.persona.tools import ToolError, parse_tool_choice, parse_tools
+
+    try:
+        tools = tuple(parse_tools(patch["tools"], "session.tools")) if "tools" in patch else config.tools
+        current: Any = config.tool_choice
+        if current not in ("auto", "none", "required"):
+            current = {"type": "function", "name": current}
+        choice = parse_tool_choice(patch.get("tool_choice", current), list(tools), "session.tool_choice")
+    except ToolError as exc:
+        raise ProtocolError(str(exc), code="invalid_value", param=exc.param) from None
+    return {"tools": tools, "tool_choice": choice}
 
 
 def _avatar_frames(value: Any) -> Optional[tuple[int, str]]:

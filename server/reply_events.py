@@ -29,6 +29,7 @@ class ReplyResult:
     audio_ms: float = 0.0  # audio sent (the item's length, for truncate)
     status_details: Optional[dict] = None
     wrapped: bool = False  # ended early after a sentence (wrap_up): what was generated was not all said
+    calls: list[dict] = field(default_factory=list)  # function_call items: the reply called tools instead
 
 
 @dataclass
@@ -70,7 +71,14 @@ class Done:
     error: Optional[Exception] = None
 
 
-ReplyEvent = Union[Created, Started, Chunk, Audio, Done]
+@dataclass
+class Calls:
+    """The reply calls tools instead of speaking: its function_call items (after the item before each)."""
+    reply: Any
+    previous_ids: list[Optional[str]] = field(default_factory=list)
+
+
+ReplyEvent = Union[Created, Started, Chunk, Audio, Calls, Done]
 
 
 def _ids(reply: Any) -> dict:
@@ -92,7 +100,8 @@ def response(reply: Any, result: Optional[ReplyResult] = None) -> dict:
     plan = reply.plan
     return {"id": reply.id, "object": "realtime.response", "status": result.status if result else "in_progress",
             "status_details": result.status_details if result else None, "conversation_id": "conv_default",
-            "output": [assistant_item(reply, result)] if result and reply.started else [],
+            "output": (list(result.calls) if result else []) +
+                      ([assistant_item(reply, result)] if result and reply.started else []),
             "output_modalities": ["audio"] if plan.audio else ["text"],
             "audio": {"output": {"format": plan.output_format.to_dict(), "voice": plan.voice}},
             "max_output_tokens": plan.max_tokens, "usage": None}
@@ -122,6 +131,11 @@ def to_realtime(event: ReplyEvent) -> list[dict]:
                        "delta": ("" if event.first else " ") + event.text}]
     if isinstance(event, Created):
         return [{"type": "response.created", "response": response(reply)}]
+    if isinstance(event, Calls):
+        from livehost.server.tool_calls import call_events
+
+        return [e for i, (item, previous) in enumerate(zip(reply.calls, event.previous_ids))
+                for e in call_events(reply.id, i, item, previous)]
     if isinstance(event, Started):
         item = assistant_item(reply)
         part = {"type": "audio", "transcript": ""} if reply.plan.audio else {"type": "text", "text": ""}

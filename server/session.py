@@ -23,7 +23,8 @@ from livehost.server.outbox import Outbox
 from livehost.server.protocol import (ProtocolError, SessionConfig, TurnDetection, apply_session_update,
                                       decode_message, new_id, parse_client_event)
 from livehost.server.conversation import Conversation, client_item, item_text, user_audio_item
-from livehost.server.reply_events import Done, ReplyEvent, Started, assistant_item, to_realtime
+from livehost.server.reply_events import Calls, Done, ReplyEvent, Started, assistant_item, to_realtime
+from livehost.server.tool_calls import TOOL_ITEMS, SessionTools, check_client_item
 from livehost.server.turn import Reply, ReplyPlan
 from livehost.speech.audio import AudioFormat, AudioFormatError, Resampler, decode_audio, int16_to_float32
 from livehost.speech.listener import Listener, ListenerConfig
@@ -50,6 +51,7 @@ class RealtimeSession:
             turn_detection=TurnDetection(vad.threshold, vad.prefix_padding_ms, vad.silence_ms)))
         self.outbox = Outbox(settings.server.max_outbox_bytes, transport)  # bounded: a client that does not read is let go
         self.conversation = Conversation()
+        self.tools = SessionTools(self)
         self.reply: Optional[Reply] = None
         self._pending: dict[str, asyncio.Task] = {}  # user items still being transcribed
         self._tasks: set[asyncio.Task] = set()
@@ -202,7 +204,8 @@ class RealtimeSession:
         self.emit("input_audio_buffer.cleared")
 
     async def _on_conversation_item_create(self, event) -> None:
-        item = client_item(event.item)
+        item = check_client_item(event.item, self.conversation.items) if event.item.get("type") in TOOL_ITEMS \
+            else client_item(event.item)
         if event.previous_item_id and event.previous_item_id not in self.conversation.items:
             raise ProtocolError(f"previous_item_id {event.previous_item_id!r} does not exist",
                                 code="item_not_found", param="previous_item_id")
@@ -238,7 +241,7 @@ class RealtimeSession:
         if limit is not None and limit != "inf" and not (isinstance(limit, int) and 1 <= limit <= 4096):
             raise ProtocolError("response.max_output_tokens must be 1..4096 or 'inf'", code="invalid_value",
                                 param="response.max_output_tokens")
-        self._start_reply(instructions=options.get("instructions"),
+        self._start_reply(instructions=options.get("instructions"), offer=self.tools.offer(options),
                           modalities=options.get("output_modalities") or options.get("modalities"),
                           max_tokens=limit if isinstance(limit, int) else None)
 
@@ -328,7 +331,7 @@ class RealtimeSession:
 
     def _start_reply(self, instructions: Optional[str] = None, modalities: Optional[list] = None,
                      max_tokens: Optional[int] = None, speech_end_wall: Optional[float] = None,
-                     user_text: Optional[str] = None) -> Reply:
+                     user_text: Optional[str] = None, offer: Optional[tuple] = None) -> Reply:
         """Start a reply (it plans, then speaks); with user_text it is a held speculation on a turn not yet
         confirmed."""
         tts = character_voice(self.dialogue.character, self.engines.tts, self.settings.tts)
@@ -338,6 +341,7 @@ class RealtimeSession:
                          max_tokens=max_tokens or self.config.max_output_tokens or self.settings.llm.max_tokens,
                          temperature=self.settings.llm.temperature, lead_ms=self.settings.server.output_lead_ms,
                          speech_end_wall=speech_end_wall, audio_out=self.audio_out, avatar=self.avatar)
+        plan.tools, plan.tool_choice = offer or self.tools.offer({})
         dialogue = self.dialogue
 
         async def prepare(plan: ReplyPlan) -> None:
@@ -346,6 +350,8 @@ class RealtimeSession:
             conversation = self.conversation.for_llm()
             if user_text is not None:  # the user's item has no transcript yet: this is a guess at it
                 conversation.append({"role": "user", "content": user_text, "status": "completed"})
+            if self.tools.prepare(plan, conversation, dialogue):  # it speaks from what tools returned
+                return
             decided = await dialogue.plan(conversation, instructions or self.config.instructions or None)
             plan.messages, plan.script = decided.messages, decided.script
             plan.sources, plan.handoff, plan.dialogue = decided.sources, decided.handoff, dialogue
@@ -362,7 +368,11 @@ class RealtimeSession:
         reply = event.reply
         if isinstance(event, Started):
             reply.previous_item_id = self.conversation.add(assistant_item(reply))
+        elif isinstance(event, Calls):
+            event.previous_ids = [self.conversation.add(item) for item in reply.calls]
         elif isinstance(event, Done):
+            if event.result.calls:
+                self.tools.after(reply)
             if reply.started:
                 self.conversation.record(assistant_item(reply, event.result), event.result)
             if reply.announced:
@@ -412,6 +422,7 @@ class RealtimeSession:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.dialogue.close()
+        await self.tools.close()
         self.guard.close()
         metrics.SESSIONS_ACTIVE.labels(self.transport).dec()
 

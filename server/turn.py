@@ -18,7 +18,9 @@ from typing import Any, Awaitable, Callable, Optional
 from livehost.avatar.visemes import VisemeTrack
 from livehost.server import metrics
 from livehost.server.protocol import new_id
-from livehost.server.reply_events import Audio, Chunk, Created, Done, ReplyEvent, ReplyResult, Started
+from livehost.persona.tool_calls import decide
+from livehost.server.reply_events import Audio, Calls, Chunk, Created, Done, ReplyEvent, ReplyResult, Started
+from livehost.server.tool_calls import call_item
 from livehost.server.voice_out import DeltaVoice, Segment, VoiceOut, drained, text_until
 from livehost.speech.audio import AudioFormat, Resampler
 from livehost.speech.chunker import speakable_chunks
@@ -51,6 +53,9 @@ class ReplyPlan:
     sources: list = field(default_factory=list)  # knowledge chunks that ground the reply
     handoff: Optional[str] = None  # why a human is offered, if one is
     llm: Optional[Any] = None  # planning may pick another LLM for this reply (the stream host's addressed one)
+    tools: list = field(default_factory=list)  # persona.tools.Tool the reply may call instead of speaking
+    tool_choice: str = "auto"
+    conversation: list = field(default_factory=list)  # the turns so far, for the tool decision
 
 
 class Reply:
@@ -66,6 +71,7 @@ class Reply:
         self.voice: VoiceOut = plan.audio_out or DeltaVoice(plan.output_format.rate,
                                                             lambda pcm: self._tell(Audio(self, pcm)))
         self.segments: list[Segment] = []
+        self.calls: list[dict] = []  # function_call items, when the reply calls tools instead of speaking
         self.text = ""  # text mode: everything sent
         self.generated = ""  # the LLM's own words, tags and all: the next prompt repeats them so its cache holds
         self.sent_ms = 0.0  # audio written, less what a cut dropped unplayed
@@ -155,6 +161,8 @@ class Reply:
         try:
             if self._prepare:
                 await self._prepare(self.plan)  # planning, inside the reply: a cancel stops it too
+            if self.plan.tools and self.plan.script is None and await self._call_tools():
+                return
             dialogue = self.plan.dialogue
             if dialogue is not None:
                 dialogue.busy.clear()  # background summaries wait while the one shared LLM writes this reply
@@ -184,6 +192,22 @@ class Reply:
             if dialogue is not None:
                 dialogue.busy.set()
             self._finish(error)
+
+    async def _call_tools(self) -> bool:
+        """Decide whether this reply calls tools; if it does, it says nothing and ends with its calls."""
+        decision = await decide(self.plan.llm or self.llm, self.plan.conversation, self.plan.tools,
+                                self.plan.tool_choice)
+        if not decision.calls:
+            if decision.text:  # the server answered in words already
+                self.plan.script = decision.text
+            return False
+        if not self._released.is_set():
+            self.phase = "held"
+            await self._released.wait()
+        self.calls = [call_item(c) for c in decision.calls]
+        self._tell(Calls(self))
+        self.phase = "played"
+        return True
 
     async def _tokens(self):
         if self.plan.script is not None:
@@ -314,7 +338,7 @@ class Reply:
         if self.result is not None:
             return
         self.result = ReplyResult(self.status, self.heard, self.generated, self.plan.audio, list(self.segments),
-                                  self.audio_ms, self.status_details, self.wrapped)
+                                  self.audio_ms, self.status_details, self.wrapped, list(self.calls))
         self.done.set()
         self._tell(Done(self, self.result, error))
         if self.phase == "cancelled" and self.cancelled_at and self.announced:

@@ -1,0 +1,168 @@
+"""Function calling in a session, on engine doubles: the real session, reply and tool code, a router double."""
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from engine_doubles import DoubleEngines, FixedASR, SilentVAD, ToneTTS, WordsLLM, drain, events_until, send, user_text
+from livehost.persona.character import BUILTIN_DIR, CharacterLibrary
+from livehost.persona.tool_calls import decide
+from livehost.persona.tools import parse_tools
+from livehost.server.session import RealtimeSession
+
+ORDER = {"type": "function", "name": "order_status", "description": "Look up an order by its number.",
+         "parameters": {"type": "object", "properties": {"order_id": {"type": "string"}}, "required": ["order_id"]}}
+
+
+class RouterLLM(WordsLLM):
+    """Speaks like WordsLLM; as the tool router it writes `calls` (what a grammar-bound model could write)."""
+
+    def __init__(self, calls: list, text: str = "Your order has shipped."):
+        super().__init__(text)
+        self.router_calls, self.routed, self.prompts = calls, 0, []
+
+    async def stream(self, messages, *, max_tokens, temperature):
+        self.prompts.append(messages)
+        async for token in super().stream(messages, max_tokens=max_tokens, temperature=temperature):
+            yield token
+
+    async def choose_tools(self, messages, grammar, max_tokens):
+        self.routed += 1
+        assert "order_status" in grammar
+        return "<tool_call>" + json.dumps(self.router_calls) + "</tool_call>"
+
+
+def session(settings, llm, characters=None) -> RealtimeSession:
+    engines = DoubleEngines(SilentVAD(), FixedASR(), llm, ToneTTS(), characters or CharacterLibrary([BUILTIN_DIR]))
+    s = RealtimeSession(engines, settings, "websocket")
+    s.start()
+    return s
+
+
+async def update(s: RealtimeSession, **session) -> None:
+    await s.handle(json.dumps({"type": "session.update", "session": session}))
+
+
+CALL = [{"name": "order_status", "arguments": {"order_id": "5521"}}]
+
+
+async def test_a_client_tool_is_called_then_answered_from_its_output(settings):
+    llm = RouterLLM(CALL)
+    s = session(settings, llm)
+    await update(s, **{"type": "realtime", "tools": [ORDER], "tool_choice": "auto"})
+    updated = (await events_until(s, "session.updated"))[-1]["session"]
+    assert updated["tools"][0]["name"] == "order_status" and updated["tool_choice"] == "auto"
+    await send(s, **user_text("Where is my order 5521?"))
+    await send(s, type="response.create")
+    events = await events_until(s, "response.done")
+    kinds = [e["type"] for e in events]
+    assert "response.output_audio.delta" not in kinds  # a reply that calls a tool says nothing
+    args_done = next(e for e in events if e["type"] == "response.function_call_arguments.done")
+    assert args_done["name"] == "order_status" and json.loads(args_done["arguments"]) == {"order_id": "5521"}
+    assert kinds.index("response.output_item.added") < kinds.index("response.function_call_arguments.delta") \
+        < kinds.index("response.function_call_arguments.done") < kinds.index("response.output_item.done")
+    done = events[-1]["response"]
+    assert done["status"] == "completed" and done["output"][0]["type"] == "function_call"
+    call_id = done["output"][0]["call_id"]
+    assert call_id == args_done["call_id"]
+
+    await send(s, type="conversation.item.create",
+               item={"type": "function_call_output", "call_id": call_id, "output": '{"status": "shipped"}'})
+    await send(s, type="response.create")
+    events = await events_until(s, "response.done")
+    assert events[-1]["response"]["status"] == "completed"
+    assert any(e["type"] == "response.output_audio.delta" for e in events)  # now it speaks
+    assert llm.routed == 1  # after a result it answers; it does not call again
+    prompt = "\n".join(m["content"] for m in llm.prompts[-1])
+    assert "Result of the tool order_status" in prompt and "shipped" in prompt
+    await asyncio.wait_for(s.close(), 5)
+
+
+async def test_bad_tools_and_outputs_are_errors_and_the_session_goes_on(settings):
+    s = session(settings, RouterLLM(CALL))
+    bad = {**ORDER, "parameters": {"type": "object", "properties": {"order_id": {"type": "strng"}}}}
+    await update(s, **{"tools": [bad]})
+    error = (await events_until(s, "error"))[-1]["error"]
+    assert error["code"] == "invalid_value" and error["param"] == "session.tools[0].parameters"
+    await update(s, **{"tools": [ORDER], "tool_choice": {"type": "function", "name": "x"}})
+    assert (await events_until(s, "error"))[-1]["error"]["param"] == "session.tool_choice"
+    await send(s, type="conversation.item.create",
+               item={"type": "function_call_output", "call_id": "call_nope", "output": "{}"})
+    assert (await events_until(s, "error"))[-1]["error"]["param"] == "item.call_id"
+    await send(s, type="response.create", response={"tool_choice": "sometimes"})
+    assert (await events_until(s, "error"))[-1]["error"]["param"] == "response.tool_choice"
+    await send(s, **user_text("hi"))
+    await send(s, type="response.create")
+    assert (await events_until(s, "response.done"))[-1]["response"]["status"] == "completed"
+    await asyncio.wait_for(s.close(), 5)
+
+
+async def test_auto_never_calls_with_an_argument_the_user_did_not_say():
+    tools = parse_tools([ORDER])
+    llm = RouterLLM([{"name": "order_status", "arguments": {"order_id": "1234567890"}}])
+    said = [{"role": "user", "content": "Where is my order?"}]
+    assert (await decide(llm, said, tools, "auto")).calls == []
+    forced = await decide(llm, said, tools, "required")  # forced: the client asked for a call
+    assert [c.name for c in forced.calls] == ["order_status"]
+    assert (await decide(llm, said, tools, "none")).calls == [] and llm.routed == 2
+
+
+class _Shop(BaseHTTPRequestHandler):
+    def do_GET(self):
+        status = 500 if "9999" in self.path else 200
+        body = json.dumps({"order": self.path.rsplit("/", 1)[-1], "status": "shipped", "arrives": "Friday"}).encode()
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture()
+def shop_card(tmp_path):
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Shop)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    (tmp_path / "shopkeeper.yaml").write_text(f"""
+name: Shopkeeper
+persona: a shop assistant
+style: brief
+greeting: Hello!
+knowledge:
+  handoff_message: Would you like me to connect you with a person?
+tools:
+  - name: order_status
+    description: Look up an order by its number.
+    parameters: {{type: object, properties: {{order_id: {{type: string}}}}, required: [order_id]}}
+    http: {{url: "http://127.0.0.1:{server.server_port}/orders/{{order_id}}", timeout_s: 2}}
+""")
+    yield CharacterLibrary([BUILTIN_DIR, tmp_path])
+    server.shutdown()
+
+
+@pytest.mark.parametrize("order,spoken", [("5521", "Your order has shipped."),
+                                          ("9999", "Sorry, I could not look that up just now.")])
+async def test_a_card_tool_is_called_by_the_server(settings, shop_card, order, spoken):
+    llm = RouterLLM([{"name": "order_status", "arguments": {"order_id": order}}])
+    s = session(settings, llm, shop_card)
+    await update(s, **{"livehost": {"character": "shopkeeper"}})
+    await events_until(s, "session.updated")
+    await send(s, **user_text(f"Where is my order {order}?"))
+    await send(s, type="response.create")
+    first = await events_until(s, "response.done")
+    assert first[-1]["response"]["output"][0]["type"] == "function_call"
+    second = await events_until(s, "response.done")  # the server called the shop and answers from it
+    output = next(e["item"] for e in second if e["type"] == "conversation.item.added"
+                  and e["item"]["type"] == "function_call_output")
+    assert ("shipped" in output["output"]) == (order == "5521")
+    transcript = second[-1]["response"]["output"][0]["content"][0]["transcript"]
+    assert transcript.startswith(spoken), transcript
+    if order == "9999":
+        assert "connect you with a person" in transcript
+    await asyncio.wait_for(s.close(), 5)
+    assert not [e for e in drain(s) if e["type"] == "error"]
