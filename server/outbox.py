@@ -11,18 +11,22 @@ import asyncio
 
 from livehost.server import metrics
 
-_OVERHEAD = 200  # the event's type, ids and JSON punctuation, roughly
-
-
 def event_cost(event: dict) -> int:
-    """About how many bytes the event takes as JSON: its strings (audio and frames are most of it) plus overhead."""
-    cost = _OVERHEAD
-    for value in event.values():
+    """About how many bytes the event takes as JSON: every string in it (audio, frames, an item's text) plus a
+    little per value. A walk, not a json.dumps: the writer serializes each event once, later."""
+    cost, stack = 0, [event]
+    while stack:
+        value = stack.pop()
         if isinstance(value, str):
-            cost += len(value)
-        elif isinstance(value, (dict, list)):
-            cost += 256 + sum(len(v) for v in (value.values() if isinstance(value, dict) else value)
-                              if isinstance(v, str))
+            cost += len(value) + 4
+        elif isinstance(value, dict):
+            cost += 2 + sum(len(k) + 4 for k in value)
+            stack.extend(value.values())
+        elif isinstance(value, (list, tuple)):
+            cost += 2
+            stack.extend(value)
+        else:
+            cost += 8
     return cost
 
 

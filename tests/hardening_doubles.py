@@ -95,3 +95,44 @@ async def connect(srv, token: Optional[str] = None, origin: Optional[str] = None
     client = Client(ws)
     client.created = (await client.until("session.created"))[-1]["session"]
     return client
+
+
+class NeverReads:
+    """A WebSocket client that completes the handshake, sends, and never reads a byte (a small receive buffer, so
+    the server's writes back up at once): the slow consumer of issue 13 item 10."""
+
+    def __init__(self, port: int, path: str = "/v1/realtime"):
+        self.port, self.path = port, path
+
+    async def __aenter__(self) -> "NeverReads":
+        import base64
+        import os
+        import socket
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", self.port))
+        self.reader, self.writer = await asyncio.open_connection(sock=sock)
+        key = base64.b64encode(os.urandom(16)).decode()
+        self.writer.write(f"GET {self.path} HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\nUpgrade: websocket\r\n"
+                          f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+                          .encode())
+        await self.writer.drain()
+        head = await self.reader.readuntil(b"\r\n\r\n")  # the handshake answer; nothing after it is ever read
+        assert b" 101 " in head.split(b"\r\n")[0], head
+        return self
+
+    async def send(self, event: dict) -> None:
+        import os
+        import struct
+        data = json.dumps(event).encode()
+        n = len(data)
+        head = b"\x81" + (bytes([0x80 | n]) if n < 126 else b"\xfe" + struct.pack(">H", n) if n < 65536
+                          else b"\xff" + struct.pack(">Q", n))
+        mask = os.urandom(4)
+        body = (np.frombuffer(data, np.uint8) ^ np.resize(np.frombuffer(mask, np.uint8), n)).tobytes()
+        self.writer.write(head + mask + body)
+        await self.writer.drain()
+
+    async def __aexit__(self, *exc) -> None:
+        self.writer.transport.abort()
