@@ -248,8 +248,9 @@ def main() -> None:
     scores, samples, name, cost = asyncio.run(run(args))
     body = report(scores, samples, name, args, before, cost)
     print(body)
-    if not args.no_write and not args.only:
+    if not args.no_write:
         label = "url" if args.llm_url else (Path(args.model).stem if args.model else "default")
+        label += f"-{args.only.replace(',', '-')}" if args.only else ""
         write_section(f"answers-{label}", f"### answers — answer quality ({name})\n\n{body}")
 
 

@@ -160,9 +160,10 @@ async def clean_reply(tokens: AsyncIterator[str], messages: list[dict], max_toke
                     yield "."  # already partly said: at least end it
                 current = buf = ""
                 break
-        if current.strip() and not norm(current):  # only a trailing tag: the tagger drops it, no full stop
-            if buf or not released:
-                yield buf if released else current
+        if current.strip() and not norm(current):  # a trailing tag or emoji: no words, so no full stop either
+            tags = "".join(t for t in _TAGS.findall(buf if released else current) if t.endswith(("]", "】", ">")))
+            if tags:
+                yield " " + tags  # the tagger takes the emotion from it; nothing is said
         elif current.strip():  # the model stopped without a final full stop: the sentence is whole, end it
             said = buf if released else _judged(check, current)
             if released or said:

@@ -94,3 +94,8 @@ def test_the_users_words_are_not_said_back():
                                                      'always make my evening»'}]
     assert said("Kai, thanks! Keep up the great work, you always make my evening! See you.", chat) == \
         "Kai, thanks! See you."
+
+
+def test_trailing_emoji_or_tag_is_not_left_hanging():
+    assert said("I love new gadgets too.\n\n🌟💡🎮") == "I love new gadgets too."
+    assert said("I love new gadgets too. [happy]").strip() == "I love new gadgets too. [happy]"
