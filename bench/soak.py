@@ -9,12 +9,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import json
+import os
 import random
+import socket
+import struct
 import time
 from pathlib import Path
 
 import httpx
+import numpy as np
 import websockets
 
 from common import load_avg, machine, ms, stats, table, write_section
@@ -61,24 +66,48 @@ async def talker(url: str, stop: float, turns: list, rng: random.Random) -> None
             await asyncio.sleep(1)
 
 
+async def never_reads(port: int, events: int) -> None:
+    """A client that asks for a lot (each item comes back twice) and never reads a byte of it: the handshake by
+    hand on a socket with a tiny receive buffer, then masked text frames."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+    reader, writer = await asyncio.open_connection(sock=sock)
+    try:
+        writer.write(f"GET /v1/realtime HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+                     f"Connection: Upgrade\r\nSec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}\r\n"
+                     f"Sec-WebSocket-Version: 13\r\n\r\n".encode())
+        await reader.readuntil(b"\r\n\r\n")
+        data = json.dumps({"type": "conversation.item.create", "item": {"type": "message", "role": "user", "content": [
+            {"type": "input_text", "text": "spam " * 6000}]}}).encode()
+        mask = os.urandom(4)
+        frame = b"\x81\xff" + struct.pack(">Q", len(data)) + mask + (
+            np.frombuffer(data, np.uint8) ^ np.resize(np.frombuffer(mask, np.uint8), len(data))).tobytes()
+        for _ in range(events):
+            writer.write(frame)
+            await asyncio.wait_for(writer.drain(), 5)
+    finally:
+        writer.transport.abort()
+
+
 async def abuser(url: str, stop: float, counts: dict, rng: random.Random) -> None:
     """Bad clients in turn: one that never reads, one that sends junk, one that opens and vanishes."""
+    port = int(url.split(":")[2].split("/")[0])
     while time.monotonic() < stop:
         kind = rng.choice(["slow", "junk", "vanish"])
         counts[kind] = counts.get(kind, 0) + 1
         try:
+            if kind == "slow":  # until it is let go (server.max_outbox_bytes, 8 MiB, plus the socket buffers)
+                await never_reads(port, 600)
+                continue
             async with websockets.connect(url, max_size=None, max_queue=1) as ws:
-                if kind == "slow":  # asks for a lot and reads none of it
-                    for _ in range(60):
-                        await asyncio.wait_for(ws.send(json.dumps({"type": "conversation.item.create", "item": {
-                            "type": "message", "role": "user", "content": [
-                                {"type": "input_text", "text": "spam " * 6000}]}})), 5)
-                elif kind == "junk":
+                if kind == "junk":
                     for _ in range(50):
                         await ws.send(rng.choice(["{oops", "[" * 2000, '{"type": "session.update", "session": '
                                                   '{"instructions": "\\ud800"}}', '{"type": 5}']))
                     await asyncio.sleep(0.5)
-        except (websockets.exceptions.WebSocketException, OSError, asyncio.TimeoutError):
+        except (websockets.exceptions.WebSocketException, OSError, asyncio.TimeoutError, asyncio.IncompleteReadError):
             pass  # being let go is the point
         await asyncio.sleep(2)
 
@@ -115,8 +144,7 @@ async def run(args) -> str:
         firsts = stats([t[1] for t in done]) if done else None
         rows.append([f"{at:.0f}", f"{rss:.0f}", ms(health_s), sessions, len(done),
                      f"{ms(firsts['p50'])} / {ms(firsts['p95'])}" if firsts else "-"])
-    half = [w[1] for w in windows[len(windows) // 2:]]
-    slope = (half[-1] - half[0]) / max(1e-6, (windows[-1][0] - windows[len(windows) // 2][0]) / 60) if len(half) > 1 else 0
+    thirds = [windows[min(len(windows) - 1, i * len(windows) // 3)][1] for i in range(3)]
     done = [t for t in turns if t[1] is not None]
     third = max(1, len(done) // 3)
     early, late = stats([t[1] for t in done[:third]]), stats([t[1] for t in done[-third:]])
@@ -127,8 +155,8 @@ async def run(args) -> str:
         table(["t (s)", "RSS (MB)", "/healthz", "sessions", "turns", "first audio p50 / p95"], rows), "",
         f"- turns: {len(done)} answered, {len(turns) - len(done)} not ({', '.join(other) or 'none'}); "
         f"first audio p50 {ms(early['p50'])} in the first third, {ms(late['p50'])} in the last",
-        f"- RSS: {windows[0][1]:.0f} MB at the first window, {end_rss:.0f} MB at the end; second-half trend "
-        f"{slope:+.1f} MB/min",
+        f"- RSS: {thirds[0]:.0f} MB at the start, {thirds[1]:.0f} MB a third in, {thirds[2]:.0f} MB two thirds in, "
+        f"{end_rss:.0f} MB at the end",
         f"- abusive clients: {counts}; {slow:.0f} disconnected as slow consumers; sessions open at the end: "
         f"{health['sessions']}",
     ])
