@@ -296,3 +296,43 @@ async def test_stream_operator_routes_refuse_web_pages_on_a_keyless_server(inges
         r = await http.post("/v1/stream/chat", json=chat(), headers={"Origin": "http://localhost:5173"})
         assert r.status_code == 403, r.text
         assert (await http.post("/v1/stream/chat", json=chat())).status_code == 200  # a bot (no Origin)
+
+
+async def test_a_webrtc_peer_that_does_not_read_its_events_is_hung_up(settings):
+    aiortc = pytest.importorskip("aiortc")
+    s = settings.model_copy(update={"webrtc": settings.webrtc.model_copy(update={"host_addresses": ["127.0.0.1"]})})
+    with served(s) as srv:
+        pc = aiortc.RTCPeerConnection()
+        pc.addTransceiver("audio", direction="sendrecv")
+        pc.createDataChannel("oai-events")
+        await pc.setLocalDescription(await pc.createOffer())
+        async with httpx.AsyncClient(base_url=srv.url, timeout=30) as http:
+            r = await http.post("/v1/realtime/calls", content=pc.localDescription.sdp,
+                                headers={"Content-Type": "application/sdp"})
+        assert r.status_code == 201, r.text
+        await pc.setRemoteDescription(aiortc.RTCSessionDescription(r.text, "answer"))
+        call = next(iter(srv.app.state.calls.values()))
+        for _ in range(200):  # connected, with its events channel open
+            if call.pc.connectionState == "connected" and len(call.tasks) >= 3:
+                break
+            await asyncio.sleep(0.05)
+        before = counter(metrics.SLOW_CLIENTS, "webrtc")
+        srv.run_in_loop(_flood(call.session))  # more events than the outbox holds, faster than anyone reads
+        for _ in range(100):
+            if srv.app.state.calls == {}:
+                break
+            await asyncio.sleep(0.05)
+        assert srv.app.state.calls == {} and counter(metrics.SLOW_CLIENTS, "webrtc") == before + 1
+        await pc.close()
+
+
+async def _flood(session) -> None:
+    for _ in range(2000):
+        session.emit("livehost.test", data="x" * 10_000)
+
+
+async def test_client_tokens_per_address_are_rate_limited(settings):
+    with served(settings, sessions_per_minute=3) as srv:
+        async with httpx.AsyncClient(base_url=srv.url) as http:
+            codes = [(await http.post("/v1/realtime/client_secrets")).status_code for _ in range(5)]
+        assert codes == [200, 200, 200, 429, 429], codes
