@@ -3,9 +3,9 @@
 Each sentence is synthesized, resampled to 16 kHz and transcribed by the bundled Whisper base with language zh
 (the product's own ASR path); character error rate (CER) is edit distance over the reference's characters, after
 both sides are brought to one spelling: punctuation and spaces dropped, digits read out as Chinese (Whisper writes
-"5月", the sentence may say 五月), Latin letters upper-cased, Traditional characters mapped to Simplified when a
-converter is installed. Also the A/V offset of the avatar's mouth on this voice, as bench/av_sync.py measures it
-for English.
+"5月", the sentence may say 五月), Latin letters upper-cased, Traditional characters mapped to Simplified (by the
+ASR's own mapping, which its transcripts already went through). Also the A/V offset of the avatar's mouth on this
+voice, as bench/av_sync.py measures it for English.
 
 With --loop N, also the voice loop in Chinese: `livehost serve` as nuomi (Whisper base zh, Qwen2.5-0.5B, this
 voice) hears N of these sentences, spoken by the voice itself into /v1/realtime like a live microphone (the
@@ -68,16 +68,10 @@ _PUNCT = re.compile(r"[\s\W_]+", re.U)
 
 
 def _simplified():
-    for name in ("zhconv", "opencc"):
-        try:
-            if name == "zhconv":
-                from zhconv import convert
-                return lambda s: convert(s, "zh-cn")
-            import opencc
-            return opencc.OpenCC("t2s").convert
-        except ImportError:
-            continue
-    return lambda s: s
+    """The product's own Traditional -> Simplified mapping (speech/asr.py, OpenCC), also applied before scoring."""
+    from livehost.speech.asr import simplified
+
+    return simplified
 
 
 def spelled(text: str, to_simplified=lambda s: s) -> str:
@@ -149,7 +143,7 @@ def main() -> None:
                  ["A/V offset, mouth vs voice, absolute ms p50 / max on a 10 ms grid",
                   f"{ms(o['p50'])} / {ms(o['max'])} (n={len(offsets)})", "<= 40"]])
             + "\n\nTraditional -> Simplified before scoring: "
-            + ("yes" if to_simplified("這") == "这" else "no converter installed") + ".\n\nMisheard:\n\n"
+            + ("yes" if to_simplified("這") == "这" else "no") + ".\n\nMisheard:\n\n"
             + "\n".join(f"- {r[0]} -> {r[1]} ({r[2]} / {r[3]})" for r in rows if r[2]) + "\n")
     if args.loop:
         body += "\n" + voice_loop_zh(tts, args.loop, to_simplified)
