@@ -145,6 +145,20 @@ class SessionGuard:
             raise ProtocolError(f"the server is busy: {self.s.max_replies} replies are in progress "
                                 f"(server.max_replies); try again in a moment", code="server_busy")
 
+    def has_room(self) -> bool:
+        """Room on the shared LLM for one more reply (a speculative one is not started without it)."""
+        return not self.limits or self.limits.active_replies() < self.s.max_replies
+
+    def admit_turn(self) -> bool:
+        """A voice turn's reply: admitted, or the client gets the same error a response.create would."""
+        try:
+            self.admit_response()
+            return True
+        except ProtocolError as exc:
+            if self.session is not None:
+                self.session.send(exc.event())
+            return False
+
     # ---- size --------------------------------------------------------------------------------------------------
 
     def fit_item(self, text: str, conversation: Any) -> None:

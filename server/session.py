@@ -299,7 +299,7 @@ class RealtimeSession:
             self._add_item(user_audio_item(data["item_id"]))
         elif kind == "speculative":
             td = self.config.turn_detection
-            if td and td.create_response and not self.reply and not self._pending:
+            if td and td.create_response and not self.reply and not self._pending and self.guard.has_room():
                 self._drop_speculation()
                 self._speculation = (data["item_id"], data["transcript"],
                                      self._start_reply(user_text=data["transcript"]))
@@ -316,7 +316,7 @@ class RealtimeSession:
             else:
                 if spec:
                     spec[2].cancel("turn_detected")
-                if td and td.create_response and data["transcript"] and not self.reply:
+                if td and td.create_response and data["transcript"] and not self.reply and self.guard.admit_turn():
                     self._start_reply(speech_end_wall=self._speech_end_wall)
         elif kind == "failed":
             self.emit("conversation.item.input_audio_transcription.failed", item_id=data["item_id"],

@@ -336,3 +336,34 @@ async def test_client_tokens_per_address_are_rate_limited(settings):
         async with httpx.AsyncClient(base_url=srv.url) as http:
             codes = [(await http.post("/v1/realtime/client_secrets")).status_code for _ in range(5)]
         assert codes == [200, 200, 200, 429, 429], codes
+
+
+async def test_a_voice_turn_on_a_busy_server_gets_server_busy_too(settings):
+    from engine_doubles import drain, engines, events_until
+    from livehost.server.auth import Identity
+    from livehost.server.limits import ServerLimits
+    from livehost.server.session import RealtimeSession
+    from hardening_doubles import with_server
+    s = with_server(settings, max_replies=1)
+    limits, llm = ServerLimits(s.server), HeldLLM()
+    busy = RealtimeSession(engines(llm=llm), s, guard=limits.open(Identity("local")))
+    busy.start()
+    await busy.handle(json.dumps(item("Tell me something.")))
+    await busy.handle(json.dumps({"type": "response.create"}))
+    await events_until(busy, "response.created")
+    voice = RealtimeSession(engines(), s, guard=limits.open(Identity("local")))
+    voice.start()
+    for kind, data in (("speech_started", {"audio_start_ms": 0}),
+                       ("speech_stopped", {"audio_end_ms": 900, "endpointing_s": 0.4}),
+                       ("speculative", {"transcript": "hello there"}),
+                       ("final", {"transcript": "hello there", "audio": [0] * 16000, "asr_wait_s": 0.0})):
+        voice._on_listener(kind, {"item_id": "item_u1", **data})
+        await asyncio.sleep(0.01)
+    error = (await events_until(voice, "error"))[-1]["error"]
+    assert error["code"] == "server_busy"
+    await asyncio.sleep(0.1)
+    assert not any(e["type"] == "response.created" for e in drain(voice)) and voice.reply is None
+    llm.release.set()
+    await events_until(busy, "response.done")
+    await busy.close()
+    await voice.close()
