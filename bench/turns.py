@@ -3,7 +3,8 @@
 Replays real and synthetic speech with pauses inside the thought (bench/turn_speech.py) through the server's own
 turn rules, frame by frame: Silero VAD (32 ms frames, the server's hysteresis), then server_vad's Endpointer at
 300/500/800 ms of silence, or semantic_vad's SemanticEndpointer at each eagerness, which asks Smart Turn v3.2 (a real
-call, timed) after 128 ms of silence. A decision counts from when the model's answer is ready, so its run time is
+call, timed) after 128 ms of silence; a "complete" ends the turn once the silence has lasted the eagerness's
+min_silence_ms. A decision counts from when the model's answer is ready, so its run time is
 part of the wait; if speech resumes first, the answer is dropped, as in the server.
 
     python bench/turns.py            # prints the table
@@ -84,7 +85,7 @@ def replay(sample: Sample, probs: list[float], ep: Endpointer, judge: Judge | No
         if pending and pending[0] <= t:
             ready, p, asked_in = pending
             pending = None
-            if asked_in == pause and ep.in_speech and ep.complete(p):
+            if asked_in == pause and ep.in_speech and ep.judged(p):
                 ep.end_now()
                 stops.append(ready)
                 by_model.add(ready)
@@ -93,6 +94,8 @@ def replay(sample: Sample, probs: list[float], ep: Endpointer, judge: Judge | No
             start = max(0, int((t - ep.start_lag_ms / 1000 - FRAME_S - PREFIX_S) * RATE))
         elif event == "stop":
             stops.append(t)
+            if getattr(ep, "stopped_by_model", False):
+                by_model.add(t)
         if ep.in_speech and ep.silence_run_ms == 0:
             pause += 1  # a voiced frame: any answer asked for before it is stale
         if judge and getattr(ep, "ask", False):
@@ -109,7 +112,8 @@ def replay(sample: Sample, probs: list[float], ep: Endpointer, judge: Judge | No
 
 def settings() -> list[tuple[str, callable]]:
     out = [(f"server_vad {n} ms", lambda n=n: Endpointer(0.5, 96, n, 32.0)) for n in (300, 500, 800)]
-    out += [(f"semantic_vad {e} (P >= {EAGERNESS[e].threshold}, max {EAGERNESS[e].max_wait_ms} ms)",
+    out += [(f"semantic_vad {e} (P >= {EAGERNESS[e].threshold} after {EAGERNESS[e].min_silence_ms} ms, "
+             f"max {EAGERNESS[e].max_wait_ms} ms)",
              lambda e=e: SemanticEndpointer(0.5, 96, EAGERNESS[e], 32.0)) for e in ("low", "medium", "high")]
     return out
 
@@ -163,17 +167,17 @@ def main() -> None:
 
 def grid(samples, probs, judge, n_pauses) -> str:
     rows = []
-    for gate in (96, 128, 192):
+    for gate, least in ((96, 96), (128, 128), (128, 256), (192, 192), (192, 320)):
         for thr in (0.5, 0.7, 0.9, 0.95):
             for wait in (1000, 2000, 3000):
                 run = Run()
                 for s in samples:
-                    ep = SemanticEndpointer(0.5, 96, Eagerness(thr, wait), 32.0, gate_ms=gate)
+                    ep = SemanticEndpointer(0.5, 96, Eagerness(thr, wait), 32.0, gate_ms=gate, min_silence_ms=least)
                     replay(s, probs[s.name], ep, judge, run)
                 w = stats(run.waits)
-                rows.append([gate, thr, wait, run.cut(), ms(w["p50"]), ms(w["p95"]), run.by_model])
+                rows.append([gate, least, thr, wait, run.cut(), ms(w["p50"]), ms(w["p95"]), run.by_model])
     return f"Tuning grid (same speech, same model answers; pauses {n_pauses}):\n\n" + table(
-        ["ask after (ms)", "P(complete) >=", "max wait (ms)", "false cut-offs", "wait p50", "wait p95",
+        ["ask after (ms)", "end after (ms)", "P(complete) >=", "max wait (ms)", "false cut-offs", "wait p50", "wait p95",
          "ended by the model"], rows)
 
 

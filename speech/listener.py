@@ -145,7 +145,7 @@ class Listener:
         # Only if nothing happened meanwhile: the same turn, no speech since it was asked, same rule.
         current = self._utterance is utt and utt.voice_end == speech_end and self.endpointer is ep and ep.in_speech
         self.emit("turn_judged", {"item_id": utt.item_id, "p_complete": p, "cpu_s": cpu_s, "current": current})
-        if current and ep.complete(p):
+        if current and ep.judged(p):
             ep.end_now()
             self._stop(utt, self._heard)
 

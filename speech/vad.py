@@ -154,34 +154,50 @@ class Endpointer:
 
 @dataclass(frozen=True)
 class Eagerness:
-    """How soon semantic_vad ends a turn: at the first short pause the model judges complete with P >= threshold,
-    else after max_wait_ms of silence whatever it judged (a thought left hanging still gets an answer)."""
+    """How soon semantic_vad ends a turn: at the first pause the model judges complete with P >= threshold, once
+    it has lasted min_silence_ms, else after max_wait_ms of silence whatever it judged (a thought left hanging
+    still gets an answer)."""
     threshold: float
     max_wait_ms: int
+    min_silence_ms: int = 256
 
 
 # Tuned on bench/turns.py (its RESULTS.md section has the figures); "auto" is OpenAI's name for the middle one.
 # Asked early the model separates best: the longer the silence, the surer it gets that any pause is an end, the
-# ones inside a thought too. The max wait is what a turn the model doubts costs (p95 of the wait).
-EAGERNESS = {"low": Eagerness(0.95, 3000), "medium": Eagerness(0.9, 2000), "high": Eagerness(0.5, 1000)}
+# ones inside a thought too. Its answer ends the turn only after min_silence_ms, so the short breaths of someone
+# reading a list aloud survive. The max wait is what a turn the model doubts costs (p95 of the wait).
+EAGERNESS = {"low": Eagerness(0.9, 3000), "medium": Eagerness(0.9, 2000), "high": Eagerness(0.5, 1000, 128)}
 EAGERNESS["auto"] = EAGERNESS["medium"]
 SEMANTIC_GATE_MS = 128  # the VAD's silence before the end-of-turn model is asked: the VAD stays the first gate
 
 
 class SemanticEndpointer(Endpointer):
     """An Endpointer whose turn may end early: after gate_ms of silence it sets `ask`, the caller runs the
-    end-of-turn model on the turn so far, and `end_now()` ends the turn if `complete(p)`. If the model never
-    says so, the turn ends after the eagerness's max wait, as a server_vad turn does after silence_ms."""
+    end-of-turn model on the turn so far and passes its answer to `judged(p)`: True means end the turn now
+    (`end_now()`). A "complete" that comes before min_silence_ms of silence ends the turn when the silence gets
+    there (update() returns "stop"), unless speech resumes first. If the model never says complete, the turn ends
+    after the eagerness's max wait, as a server_vad turn does after silence_ms."""
 
     def __init__(self, threshold: float = 0.5, min_speech_ms: float = 96, eagerness: Eagerness = EAGERNESS["auto"],
-                 frame_ms: float = 32.0, gate_ms: float = SEMANTIC_GATE_MS):
+                 frame_ms: float = 32.0, gate_ms: float = SEMANTIC_GATE_MS, min_silence_ms: float | None = None):
         super().__init__(threshold, min_speech_ms, eagerness.max_wait_ms, frame_ms)
         self.eagerness, self.gate_ms = eagerness, gate_ms
+        self.min_silence_ms = eagerness.min_silence_ms if min_silence_ms is None else min_silence_ms
         self.ask = False
+        self.approved = False  # the model said complete during this pause; the silence is still too short
+        self.stopped_by_model = False  # the last "stop" came from the model, not the max wait
 
     def update(self, prob: float) -> EndpointEvent | None:
         before = self.silence_run_ms
         event = super().update(prob)
+        if self.in_speech and self.silence_run_ms == 0:
+            self.approved = False  # speech resumed: the answer was about a pause that is over
+        if event == "stop":
+            self.stopped_by_model, self.approved = False, False
+        elif self.approved and self.in_speech and self.silence_run_ms >= self.min_silence_ms - 1e-6:
+            self.end_now()
+            self.stopped_by_model = True
+            return "stop"
         # Once per pause: the frame on which the silence reaches the gate.
         self.ask = self.in_speech and before < self.gate_ms - 1e-6 <= self.silence_run_ms
         return event
@@ -189,8 +205,18 @@ class SemanticEndpointer(Endpointer):
     def complete(self, p: float) -> bool:
         return p >= self.eagerness.threshold
 
+    def judged(self, p: float) -> bool:
+        """The model's answer for the current pause: True if the turn ends now."""
+        if not self.in_speech or not self.complete(p):
+            return False
+        if self.silence_run_ms >= self.min_silence_ms - 1e-6:
+            self.stopped_by_model = True
+            return True
+        self.approved = True
+        return False
+
     def end_now(self) -> None:
         """The model judged the turn complete: it ends here, as if the max wait had passed."""
         self.in_speech = False
         self.silence_run_ms = 0.0
-        self.ask = False
+        self.ask = self.approved = False

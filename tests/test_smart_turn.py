@@ -111,6 +111,23 @@ def test_end_now_ends_the_turn_and_the_next_speech_is_a_new_one():
     assert "start" in [e for e, _ in frames(ep, [0.9] * 4)]
 
 
+def test_a_complete_answer_ends_the_turn_once_the_silence_is_long_enough():
+    ep = SemanticEndpointer(0.5, 96, Eagerness(0.9, 2000, 256), 32.0, gate_ms=128)
+    frames(ep, [0.9] * 5 + [0.0] * 4)  # asked at 128 ms of silence
+    assert not ep.judged(0.95) and ep.in_speech  # too soon: approved, not ended
+    out = [e for e, _ in frames(ep, [0.0] * 6)]
+    assert out == [None, None, None, "stop", None, None] and ep.stopped_by_model  # at 256 ms
+    assert not ep.judged(0.95)  # no turn to end any more
+
+
+def test_speech_resuming_voids_an_early_complete():
+    ep = SemanticEndpointer(0.5, 96, Eagerness(0.9, 2000, 256), 32.0, gate_ms=128)
+    frames(ep, [0.9] * 5 + [0.0] * 4)
+    ep.judged(0.99)
+    assert "stop" not in [e for e, _ in frames(ep, [0.9] + [0.0] * 6)]  # a new pause needs a new answer
+    assert not ep.judged(0.3) and "stop" not in [e for e, _ in frames(ep, [0.0] * 20)]
+
+
 def test_eagerness_orders_its_waits():
     assert EAGERNESS["auto"] == EAGERNESS["medium"]
     waits = [EAGERNESS[e].max_wait_ms for e in ("high", "medium", "low")]
