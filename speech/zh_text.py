@@ -8,7 +8,8 @@ What pypinyin alone gets wrong for speech, and is fixed here:
   * tone sandhi: pypinyin gives dictionary tones, speech changes them. A run of third tones inside a phrase is
     said with all but the last as second tone (你好 ni2 hao3, 我很好 wo2 hen2 hao3); 不 is bu2 before a fourth
     tone; 一 is yi2 before a fourth tone, yi4 before the others, yi1 in numbers, at a phrase end and after 第;
-    a reduplicated third-tone word keeps its first tone and softens the second (姐姐 jie3 jie5).
+    a reduplicated third-tone word keeps its first tone and softens the second (姐姐 jie3 jie5); 得 alone and
+    地 after a reduplicated word are the particle de5 (跑得快, 慢慢地).
 The voice (speech/tts_zh.py) turns syllables into its model's phonemes; this file knows nothing of models.
 """
 from __future__ import annotations
@@ -166,14 +167,25 @@ def _syllables(text: str) -> list[Syllable]:
         if s.isascii():
             out += _latin(s)
             continue
-        for word in seg.cut(s):
+        words = list(seg.cut(s))
+        for k, word in enumerate(words):
             reading = lazy_pinyin(word, style=Style.TONE3, neutral_tone_with_five=True,
                                   errors=lambda x: [None] * len(x))
-            out += [Syllable(ch, p) for ch, p in zip(word, reading) if p and p[-1].isdigit()]
+            syls = [Syllable(ch, p) for ch, p in zip(word, reading) if p and p[-1].isdigit()]
+            if len(word) == 1 and word in _PARTICLES and syls:
+                reduplicated = len(out) >= 2 and out[-1].text == out[-2].text
+                after = words[k + 1][:1] if k + 1 < len(words) else ""
+                if word == "得" and out and after not in ("到", "出") or word == "地" and reduplicated:
+                    syls[0].pinyin = "de5"  # 跑得快, 慢慢地 (but 得到, 在地上)
+            out += syls
     for a, b in zip(out, out[1:]):
-        if a.text == b.text and a.tone == 3 == b.tone and not a.text.isascii():
-            b.with_tone(5)  # 姐姐 jie3 jie5, 想想 xiang3 xiang5
+        if a.text == b.text and a.tone == 3 == b.tone and a.text in _SOFT_REDUPLICATED:
+            b.with_tone(5)  # 姐姐 jie3 jie5, 想想 xiang3 xiang5 (but 好好学习 stays hao3 hao3 -> hao2 hao3)
     return out
+
+
+_PARTICLES = {"得", "地"}  # alone (not in a word like 得到, 地方), read as the neutral particle de5
+_SOFT_REDUPLICATED = set("姐奶姥嫂婶宝想走洗改讲比找等")
 
 
 def _latin(word: str) -> list[Syllable]:

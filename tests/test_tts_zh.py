@@ -59,6 +59,14 @@ def test_tone_sandhi(text, said):
     assert readings(text) == [said]
 
 
+@pytest.mark.parametrize("text, said", [
+    ("跑得很快", "pao3 de5 hen3 kuai4"), ("得到", "de2 dao4"), ("慢慢地走", "man4 man4 de5 zou3"),
+    ("在地上", "zai4 di4 shang4"), ("好好学习", "hao2 hao3 xue2 xi2"),  # not a softened reduplication
+])
+def test_particles_and_reduplication(text, said):
+    assert readings(text) == [said]
+
+
 def test_sandhi_stops_at_a_pause():
     assert readings("我，好") == ["wo3", "hao3"]
 
