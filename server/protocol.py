@@ -92,6 +92,7 @@ CLIENT_EVENTS: dict[str, type[_Event]] = {
 
 
 MAX_DEPTH = 32  # no Realtime event nests deeper than a handful of levels
+MAX_INSTRUCTIONS = 32_000  # characters: they go into every prompt of the session
 
 
 def decode_message(raw: str | bytes) -> Any:
@@ -159,9 +160,10 @@ def _check_response(options: Optional[dict], event_id: Optional[str]) -> None:
         return
     for key in ("output_modalities", "modalities"):
         check_modalities(options.get(key), f"response.{key}", event_id)
-    if options.get("instructions") is not None and not isinstance(options["instructions"], str):
-        raise ProtocolError("response.instructions must be a string", code="invalid_value",
-                            param="response.instructions", event_id=event_id)
+    if options.get("instructions") is not None and (not isinstance(options["instructions"], str)
+                                                    or len(options["instructions"]) > MAX_INSTRUCTIONS):
+        raise ProtocolError(f"response.instructions must be a string of at most {MAX_INSTRUCTIONS} characters",
+                            code="invalid_value", param="response.instructions", event_id=event_id)
 
 
 def parse_client_event(data: Any) -> _Event:
@@ -271,6 +273,9 @@ def apply_session_update(config: SessionConfig, patch: dict) -> SessionConfig:
                                 code="invalid_value", param="session.type")
         changes["kind"] = kind
     if (text := _get(patch, "instructions", str, "session")) is not None:
+        if len(text) > MAX_INSTRUCTIONS:
+            raise ProtocolError(f"session.instructions is {len(text)} characters; at most {MAX_INSTRUCTIONS}",
+                                code="invalid_value", param="session.instructions")
         changes["instructions"] = text
     if "tools" in patch or "tool_choice" in patch:
         changes.update(_tools(patch, config))
@@ -306,6 +311,9 @@ def apply_session_update(config: SessionConfig, patch: dict) -> SessionConfig:
     except AudioFormatError as exc:
         raise ProtocolError(str(exc), code="invalid_value", param="session.audio.format") from None
     if (voice := _get(out, "voice", str, "session.audio.output") or _get(patch, "voice", str, "session")):
+        if len(voice) > 64:
+            raise ProtocolError("session.audio.output.voice must be at most 64 characters", code="invalid_value",
+                                param="session.audio.output.voice")
         changes["voice"] = voice
     if (speed := _get(out, "speed", (int, float), "session.audio.output")) is not None:
         if not 0.25 <= speed <= 4:

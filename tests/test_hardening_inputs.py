@@ -32,6 +32,12 @@ BAD = [
     ("nested 1000 deep", DEEP, None),
     ("lone surrogate", '{"type": "session.update", "session": {"instructions": "\\ud800"}}', None),
     ("lone surrogate in a key", '{"type": "session.update", "session": {"\\udfff": 1}}', None),
+    ("instructions too long", {"type": "session.update", "session": {"instructions": "x" * 40_000}},
+     "session.instructions"),
+    ("response instructions too long", {"type": "response.create", "response": {"instructions": "x" * 40_000}},
+     "response.instructions"),
+    ("voice too long", {"type": "session.update", "session": {"audio": {"output": {"voice": "v" * 500}}}},
+     "session.audio.output.voice"),
     ("transcript not a string", user_item(role="assistant", content=[{"type": "output_text", "transcript": []}]),
      "item.content.transcript"),
 ]
