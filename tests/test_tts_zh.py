@@ -240,6 +240,25 @@ def test_synthesis_gives_one_timed_chunk_per_sentence(voice):
     slow = list(voice.synthesize("大家好。", tts_zh.Prosody(rate=0.5)))[0]
     fast = list(voice.synthesize("大家好。", tts_zh.Prosody(rate=2.0)))[0]
     assert slow.duration_s > 1.5 * fast.duration_s
+    text = "大家好，欢迎来到我的直播间。"
+    low, high = (list(voice.synthesize(text, tts_zh.Prosody(pitch=p)))[0] for p in (0.9, 1.15))
+    assert _f0(high.audio) > 1.15 * _f0(low.audio)  # 1.28 asked
+    assert abs(high.duration_s - low.duration_s) < 0.25 * low.duration_s  # the same pace
+
+
+def _f0(pcm: np.ndarray, sr: int = 24000) -> float:
+    """Median pitch of the loud frames (autocorrelation peak between 80 and 500 Hz)."""
+    x = pcm.astype(np.float32) / 32768
+    found = []
+    for i in range(0, len(x) - 1024, 480):
+        frame = x[i:i + 1024]
+        if np.sqrt(np.mean(frame ** 2)) < 0.05:
+            continue
+        ac = np.correlate(frame, frame, "full")[1023:]
+        k = sr // 500 + int(np.argmax(ac[sr // 500:sr // 80]))
+        if ac[k] > 0.3 * ac[0]:
+            found.append(sr / k)
+    return float(np.median(found))
 
 
 # Measured by bench/tts_zh.py: CER 0.060 over 36 sentences (per sentence up to 0.43); eight of them here, with
