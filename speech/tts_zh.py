@@ -117,7 +117,7 @@ class Phonemizer:
     def symbols(self, phrase: list[zh_text.Syllable]) -> list[str]:
         out = ["sil"]
         for syl in phrase:
-            parts = self.split(syl.pinyin)
+            parts = [pair for pair in self.split(syl.pinyin) if all(x in self.symbol_to_id for x in pair)]
             if not parts:
                 log.debug("no phonemes for %r (%s): skipped", syl.text, syl.pinyin)
                 continue
