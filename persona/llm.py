@@ -8,6 +8,7 @@ Stopping the iteration (aclose) or cancelling the consuming task stops generatio
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import logging
 import os
@@ -50,25 +51,35 @@ def bundled_gguf() -> Path:
 
 
 async def cleaned(raw, messages: list[dict], max_tokens: int) -> AsyncIterator[str]:
-    """Every engine's output goes through the reply filter (whole sentences, no repeats, no prompt echo). A reply
-    that says nothing (the small models sometimes write an emotion tag and stop) is asked for once more. A one-token
-    warm-up of the prompt cache is passed through as it is."""
+    """Every engine's output goes through the reply filter (whole sentences, no repeats, no prompt echo).
+    raw(max_tokens, messages) is the engine's own stream. A reply that says nothing (the small models sometimes
+    write an emotion tag and stop) is asked for once more, told to use words. A one-token warm-up of the prompt
+    cache is passed through as it is."""
     if max_tokens <= 4:
-        async for token in raw(max_tokens):
+        async for token in raw(max_tokens, messages):
             yield token
         return
     for attempt in range(2):
         said = False
-        async for text in clean_reply(raw(max_tokens + EXTRA_TOKENS), messages, max_tokens,
+        async for text in clean_reply(raw(max_tokens + EXTRA_TOKENS, messages), messages, max_tokens,
                                       use_fallback=attempt == 1):
             said = said or bool(norm(text))
             yield text
         if said:
             return
         log.info("the LLM wrote nothing to say (only tags or nothing); asking once more")
+        messages = with_note(messages, RETRY_NOTE)
 
 
+RETRY_NOTE = "Reply in words: one or two short sentences."
 _DONE = object()  # end-of-stream marker put on the queue by the worker
+
+
+def with_note(messages: list[dict], note: str) -> list[dict]:
+    """The messages plus a last system note, keeping what a Prompt carries (facts, fallback, avoid)."""
+    out = copy.copy(messages)  # a Prompt stays a Prompt
+    out.append({"role": "system", "content": note})
+    return out
 
 
 @LLM.register("llama-cpp")
@@ -146,7 +157,7 @@ class LlamaCppLLM:
                 pass
 
     def stream(self, messages: list[dict], *, max_tokens: int, temperature: float) -> AsyncIterator[str]:
-        return cleaned(lambda n: self._stream(messages, n, temperature), messages, max_tokens)
+        return cleaned(lambda n, m: self._stream(m, n, temperature), messages, max_tokens)
 
     async def _stream(self, messages: list[dict], max_tokens: int, temperature: float) -> AsyncIterator[str]:
         loop = asyncio.get_running_loop()
@@ -315,7 +326,7 @@ class OpenAICompatibleLLM:
             self.model = self._resolve_model_sync()
 
     def stream(self, messages: list[dict], *, max_tokens: int, temperature: float) -> AsyncIterator[str]:
-        return cleaned(lambda n: self._stream(messages, n, temperature), messages, max_tokens)
+        return cleaned(lambda n, m: self._stream(m, n, temperature), messages, max_tokens)
 
     async def chat_tools(self, messages: list[dict], tools: list[dict], tool_choice: Any,
                          max_tokens: int = 256) -> dict:

@@ -175,6 +175,7 @@ async def test_addressed_says_the_name_once():
     assert await _collect(Addressed(_Scripted(["Hi ", "Ann", "! Jazz."]), "Ann, ", ("ann",))) == "Hi Ann! Jazz."
     assert await _collect(Addressed(_Scripted(["谢谢", "老板！"]), "谢谢老板！", ("谢",))) == "谢谢老板！"
     assert await _collect(Addressed(_Scripted([]), "Ann, ", ("ann",))) == "Ann!"  # a whole sentence, not "Ann,"
+    assert await _collect(Addressed(_Scripted(["[happy] "]), "Ann, ", ("ann",))) == "[happy] Ann!"  # a tag, no words
     assert re.match(r"Thank you, Big! ", await _collect(
         Addressed(_Scripted(["Wow, ", "so kind."]), "Thank you, Big!", ("thank",))))
 

@@ -79,14 +79,15 @@ def test_a_reply_of_only_a_tag_is_asked_for_again():
     outputs = iter(["[calm]", "[calm] Glad you liked the book."])
     asked: list[int] = []
 
-    def raw(n: int):
-        asked.append(n)
+    def raw(n: int, messages):
+        asked.append((n, messages[-1]["content"]))
         return _tokens(next(outputs))
 
     async def run():
         return "".join([t async for t in cleaned(raw, SYSTEM, 60)])
     assert re.sub(r"\[\w+\]", "", asyncio.run(run())).strip() == "Glad you liked the book."
-    assert asked == [60 + EXTRA_TOKENS] * 2
+    assert [n for n, _ in asked] == [60 + EXTRA_TOKENS] * 2
+    assert asked[0][1] == "Hi" and "words" in asked[1][1]  # the second time it is told to use words
 
 
 def test_the_users_words_are_not_said_back():

@@ -97,11 +97,11 @@ class Addressed:
                 if len(head.split()) > self.look_words or re.search(r"[.!?。！？]", _TAG.sub("", head)):
                     yield self._addressed(head)
                     head = None
-            if head:
+            if head is not None and _TAG.sub("", head).strip():
                 yield self._addressed(head)
-            elif head == "":  # nothing was said: at least the greeting, as a whole sentence
+            elif head is not None:  # no words at all: at least the greeting, as a whole sentence
                 lead = self.lead.strip().rstrip(",，")
-                yield lead if lead.endswith(("!", "！", ".", "。")) else lead + ("！" if has_cjk(lead) else "!")
+                yield head + (lead if lead.endswith(("!", "！", ".", "。")) else lead + ("！" if has_cjk(lead) else "!"))
         finally:
             await stream.aclose()
 
