@@ -37,7 +37,7 @@ async def realtime_websocket(ws: WebSocket) -> None:
     try:
         await ws.accept(subprotocol=chosen_subprotocol(ws.headers))
         session = RealtimeSession(engines, settings, "websocket", model=ws.query_params.get("model", "livehost"),
-                                  guard=guard)
+                                  guard=guard, intent=ws.query_params.get("intent"))
     except BaseException:
         guard.close()
         raise

@@ -22,6 +22,7 @@ from livehost.server.limits import SessionGuard
 from livehost.server.outbox import Outbox
 from livehost.server.protocol import (ProtocolError, SessionConfig, TurnDetection, apply_session_update,
                                       decode_message, new_id, parse_client_event)
+from livehost.server.hearing import idle_cue, prime_prompt_cache
 from livehost.server.conversation import Conversation, client_item, item_text, user_audio_item
 from livehost.server.reply_events import Calls, Done, ReplyEvent, Started, assistant_item, to_realtime
 from livehost.server.tool_calls import TOOL_ITEMS, SessionTools, check_client_item
@@ -35,7 +36,7 @@ log = logging.getLogger("livehost.session")
 class RealtimeSession:
     def __init__(self, engines: Any, settings: Any, transport: str = "websocket", model: str = "livehost",
                  audio_out: Optional[Any] = None, media_format: Optional[AudioFormat] = None,
-                 guard: Optional[SessionGuard] = None):
+                 guard: Optional[SessionGuard] = None, intent: Optional[str] = None):
         self.engines, self.settings, self.transport, self.model = engines, settings, transport, model
         self.guard = guard or SessionGuard(None, settings.server)  # what its credential allows, and its limits
         self.guard.session = self
@@ -48,7 +49,9 @@ class RealtimeSession:
             character=settings.persona.character,
             **({"input_format": media_format, "output_format": media_format} if media_format else {}),
             language=None if asr.language == "auto" else asr.language,
-            turn_detection=TurnDetection(vad.threshold, vad.prefix_padding_ms, vad.silence_ms)))
+            turn_detection=TurnDetection(vad.threshold, vad.prefix_padding_ms, vad.silence_ms, type=vad.turn_detection,
+                                         eagerness=vad.eagerness),
+            kind="transcription" if intent == "transcription" else "realtime"))
         self.outbox = Outbox(settings.server.max_outbox_bytes, transport)  # bounded: a client that does not read is let go
         self.conversation = Conversation()
         self.tools = SessionTools(self)
@@ -64,14 +67,19 @@ class RealtimeSession:
         self._frames_task: Optional[asyncio.Task] = None
         self.dialogue = self._make_dialogue()
         self.listener = Listener(engines.vad, engines.asr, self._listener_config(), self._on_listener,
-                                 lambda: new_id("item"))
+                                 lambda: new_id("item"), turn_model=getattr(engines, "turn", None))
         metrics.SESSIONS_ACTIVE.labels(transport).inc()
         metrics.SESSIONS_TOTAL.labels(transport).inc()
+
+    def _reply_turns(self) -> Optional[TurnDetection]:
+        """Turn detection as far as replies go: a transcription session (captions only) never replies."""
+        return self.config.turn_detection if self.config.kind == "realtime" else None
 
     def _listener_config(self) -> ListenerConfig:
         td, s = self.config.turn_detection or TurnDetection(), self.settings
         return ListenerConfig(td.threshold, s.vad.min_speech_ms, td.silence_duration_ms, td.prefix_padding_ms,
-                              s.asr.partial_interval_ms, s.server.max_buffer_seconds, self.config.language)
+                              s.asr.partial_interval_ms, s.server.max_buffer_seconds, self.config.language,
+                              eagerness=td.eagerness if td.type == "semantic_vad" else None)
 
     # ---- out -------------------------------------------------------------------------------------------------------
 
@@ -95,6 +103,12 @@ class RealtimeSession:
 
     def start(self) -> None:
         self.emit("session.created", session=self._session_dict())
+        self._prime_llm()
+
+    def _prime_llm(self) -> None:
+        if self.config.kind == "realtime":  # the system prompt as Dialogue.plan starts it
+            self._spawn(prime_prompt_cache(self.engines.llm, self.config.instructions
+                                           or self.dialogue.character.persona_prompt()))
 
     # ---- in --------------------------------------------------------------------------------------------------------
 
@@ -121,6 +135,11 @@ class RealtimeSession:
         if self.media_format:
             config = replace(config, input_format=self.media_format, output_format=self.media_format)
         self.guard.check_update(old, config)
+        td = config.turn_detection
+        if td and td.type == "semantic_vad" and self.listener.turn_model is None:
+            raise ProtocolError("semantic_vad is not available here: the end-of-turn model could not be loaded "
+                                "(see the server log)", code="invalid_value",
+                                param="session.audio.input.turn_detection.type")
         if (config.character, config.user_id) != (old.character, old.user_id):
             try:
                 self.engines.characters.get(config.character)
@@ -141,6 +160,8 @@ class RealtimeSession:
         if config.avatar_frames != old.avatar_frames:
             self._stream_frames(config.avatar_frames)
         self.emit("session.updated", session=self._session_dict())
+        if (config.instructions, config.character, config.kind) != (old.instructions, old.character, old.kind):
+            self._prime_llm()
 
     async def _on_input_audio_buffer_append(self, event) -> None:
         try:
@@ -230,6 +251,8 @@ class RealtimeSession:
                   audio_end_ms=event.audio_end_ms)
 
     async def _on_response_create(self, event) -> None:
+        if self.config.kind == "transcription":
+            raise ProtocolError("a transcription session makes no responses", code="invalid_value", param="type")
         if self.reply and self.reply.status == "in_progress":
             raise ProtocolError("the conversation already has an active response",
                                 code="conversation_already_has_active_response")
@@ -298,7 +321,7 @@ class RealtimeSession:
             self.emit("input_audio_buffer.committed", previous_item_id=self.conversation.last_id(), item_id=data["item_id"])
             self._add_item(user_audio_item(data["item_id"]))
         elif kind == "speculative":
-            td = self.config.turn_detection
+            td = self._reply_turns()
             if td and td.create_response and not self.reply and not self._pending and self.guard.has_room():
                 self._drop_speculation()
                 self._speculation = (data["item_id"], data["transcript"],
@@ -308,7 +331,7 @@ class RealtimeSession:
         elif kind == "final":
             metrics.ASR_FINAL.observe(data["asr_wait_s"])
             self._complete_transcript(data["item_id"], data["transcript"], len(data["audio"]) / 16000)
-            td = self.config.turn_detection
+            td = self._reply_turns()
             spec, self._speculation = self._speculation, None
             if spec and spec[:2] == (data["item_id"], data["transcript"]) and not self.reply:
                 self.reply = spec[2]  # the guess was right: the reply prepared in the silence speaks now
@@ -318,6 +341,12 @@ class RealtimeSession:
                     spec[2].cancel("turn_detected")
                 if td and td.create_response and data["transcript"] and not self.reply and self.guard.admit_turn():
                     self._start_reply(speech_end_wall=self._speech_end_wall)
+        elif kind == "idle_timeout":
+            td = self.config.turn_detection
+            if td and td.idle_timeout_ms and not self.reply and self.config.kind == "realtime":
+                self.emit("input_audio_buffer.timeout_triggered", item_id=new_id("item"),
+                          audio_start_ms=data["audio_start_ms"], audio_end_ms=data["audio_end_ms"])
+                self._start_reply(cue=idle_cue(td.idle_timeout_ms))
         elif kind == "failed":
             self.emit("conversation.item.input_audio_transcription.failed", item_id=data["item_id"],
                       content_index=0, error={"type": "transcription_error", "message": data["error"]})
@@ -331,7 +360,8 @@ class RealtimeSession:
 
     def _start_reply(self, instructions: Optional[str] = None, modalities: Optional[list] = None,
                      max_tokens: Optional[int] = None, speech_end_wall: Optional[float] = None,
-                     user_text: Optional[str] = None, offer: Optional[tuple] = None) -> Reply:
+                     user_text: Optional[str] = None, cue: Optional[str] = None,
+                     offer: Optional[tuple] = None) -> Reply:
         """Start a reply (it plans, then speaks); with user_text it is a held speculation on a turn not yet
         confirmed."""
         tts = character_voice(self.dialogue.character, self.engines.tts, self.settings.tts)
@@ -348,8 +378,8 @@ class RealtimeSession:
             if self._pending:  # a reply needs the words of every user item before it (wait never cancels them)
                 await asyncio.wait(list(self._pending.values()))
             conversation = self.conversation.for_llm()
-            if user_text is not None:  # the user's item has no transcript yet: this is a guess at it
-                conversation.append({"role": "user", "content": user_text, "status": "completed"})
+            if user_text is not None or cue:  # a guess at the user's words not yet confirmed, or a cue (idle)
+                conversation.append({"role": "user", "content": cue or user_text, "status": "completed"})
             if self.tools.prepare(plan, conversation, dialogue):  # it speaks from what tools returned
                 return
             decided = await dialogue.plan(conversation, instructions or self.config.instructions or None)
@@ -359,6 +389,7 @@ class RealtimeSession:
         reply = Reply(plan, self.engines.llm, tts, self._on_reply, prepare)
         if user_text is None:
             self.reply = reply
+            self.listener.disarm_idle()
         self._tasks.add(reply.start(held=user_text is not None))
         reply.task.add_done_callback(self._tasks.discard)
         return reply
@@ -381,6 +412,9 @@ class RealtimeSession:
                     self.avatar.mode("idle")
             if self.reply is reply:
                 self.reply = None
+                td = self.config.turn_detection
+                if td and td.type == "server_vad" and td.idle_timeout_ms and event.result.status == "completed":
+                    self.listener.arm_idle(td.idle_timeout_ms)  # its audio has played: is the user still there?
         for wire in to_realtime(event):
             self.send(wire)
 
