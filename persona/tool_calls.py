@@ -9,6 +9,7 @@ An OpenAI-compatible server decides natively (`tools`, `tool_choice`).
 """
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import re
@@ -20,7 +21,8 @@ from livehost.persona.tools import (MAX_CALLS, Tool, ToolError, calls_schema, ch
                                     quote_result)
 
 log = logging.getLogger("livehost.tools")
-ROUTER_TOKENS = 160
+ROUTER_TOKENS = 200
+_TEXT_MAX = 48  # characters of a free text argument in a router call (an order number, a city, a product)
 _ROUTER = ("You are an expert in composing functions. You are given a question and a set of possible functions. "
            "Based on the question, you will need to make one or more function/tool calls to achieve the purpose. "
            "If none of the functions can be used, or the question lacks the parameters the function needs, make "
@@ -43,17 +45,22 @@ class Decision:
     text: Optional[str] = None  # a server that answered in words at once: the reply says this
 
 
-def router_grammar(tools: list[Tool], at_least_one: bool) -> str:
+def router_grammar(tools: list[Tool], at_least_one: bool, at_most: int = MAX_CALLS) -> str:
     from llama_cpp.llama_grammar import json_schema_to_gbnf
 
-    schema = calls_schema(tools)
-    schema["minItems"] = 1 if at_least_one else 0
+    schema = copy.deepcopy(calls_schema(tools))  # the tools' own schemas stay as declared
+    schema["minItems"], schema["maxItems"] = (1 if at_least_one else 0), at_most
     for call in schema["items"].get("oneOf", [schema["items"]]):
         params = call["properties"]["arguments"]
-        for name in params.get("required", []):  # a required text argument is never empty
-            prop = params.get("properties", {}).get(name)
-            if isinstance(prop, dict) and prop.get("type") == "string" and "minLength" not in prop:
-                params["properties"][name] = {**prop, "minLength": 1}
+        for name, prop in params.get("properties", {}).items():
+            if isinstance(prop, dict) and prop.get("type") == "string" and \
+                    not {"pattern", "enum", "const", "format"} & set(prop):
+                # A free text argument is short plain text: a small model that cannot find the value otherwise
+                # writes the rest of the call (and its chatter) inside the string until the budget runs out.
+                low = max(int(prop.get("minLength", 0)), 1 if name in params.get("required", []) else 0)
+                high = min(int(prop.get("maxLength", _TEXT_MAX)), _TEXT_MAX)
+                if low <= high:
+                    params["properties"][name] = {**prop, "pattern": f"^[^\"\\\\<>{{}}\\[\\]\\n]{{{low},{high}}}$"}
     calls = json_schema_to_gbnf(json.dumps(schema)).replace("root ::=", "calls ::=", 1)
     return 'root ::= "<tool_call>" calls "</tool_call>"\n' + calls
 
@@ -115,7 +122,8 @@ async def decide(llm: Any, conversation: list[dict], tools: list[Tool], choice: 
     recent = [m for m in conversation if m["role"] in ("user", "assistant")][-6:]
     messages = [{"role": "system", "content": _ROUTER.format(tools=listed)},
                 *({"role": m["role"], "content": m["content"]} for m in recent)]
-    text = await llm.choose_tools(messages, router_grammar(tools, at_least_one=choice != "auto"), ROUTER_TOKENS)
+    text = await llm.choose_tools(messages, router_grammar(tools, at_least_one=choice != "auto",
+                                                             at_most=1 if choice not in ("auto", "required") else MAX_CALLS), ROUTER_TOKENS)
     try:
         written = json.loads(text.strip()[len("<tool_call>"):-len("</tool_call>")])
     except ValueError:  # cut by the token budget before the grammar could close it

@@ -232,7 +232,7 @@ class RealtimeSession:
                                 code="item_not_found", param="previous_item_id")
         self.guard.fit_item(item_text(item), self.conversation)
         self._add_item(item)
-        if item["role"] == "user":
+        if item.get("role") == "user":
             self.dialogue.heard_user(item_text(item))
         self.emit("conversation.item.done", item=item)
 

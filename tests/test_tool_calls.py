@@ -72,6 +72,8 @@ async def test_a_client_tool_is_called_then_answered_from_its_output(settings):
 
     await send(s, type="conversation.item.create",
                item={"type": "function_call_output", "call_id": call_id, "output": '{"status": "shipped"}'})
+    added = await events_until(s, "conversation.item.done")
+    assert not [e for e in added if e["type"] == "error"] and added[-1]["item"]["type"] == "function_call_output"
     await send(s, type="response.create")
     events = await events_until(s, "response.done")
     assert events[-1]["response"]["status"] == "completed"
