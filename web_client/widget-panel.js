@@ -15,13 +15,13 @@ const STRINGS = {
     assistant: "Assistant", you: "You", source: "Source", sources: "Sources", interrupted: "interrupted",
     state: {idle: "Online", connecting: "Connecting…", listening: "Online", hearing: "Listening…",
       thinking: "Typing…", speaking: "Answering…"}, voiceHint: "Voice is on: just speak, or type.",
-    chat: "Chat", voiceListening: "Listening"},
+    chat: "Chat", voiceListening: "Listening", lookingUp: (what) => `Looking up ${what}…`},
   zh: {placeholder: "请输入您的问题…", message: "消息", send: "发送", voiceOn: "开启语音", voiceOff: "关闭语音",
     handoff: "转人工客服", close: "关闭聊天", retry: "重试", handoffNote: "人工客服将在这里接手，并能看到本次对话。",
     assistant: "助手", you: "我", source: "来源", sources: "来源", interrupted: "已打断",
     state: {idle: "在线", connecting: "连接中…", listening: "在线", hearing: "正在听…", thinking: "正在输入…",
       speaking: "正在回答…"}, voiceHint: "语音已开启：直接说话，或输入文字。", chat: "聊天",
-    voiceListening: "正在聆听"},
+    voiceListening: "正在聆听", lookingUp: (what) => `正在查询 ${what}…`},
 };
 const lang = (params.get("lang") || "en").toLowerCase();
 const T = STRINGS[lang.split("-")[0]] || STRINGS.en;
@@ -156,6 +156,9 @@ session.on("response.output_audio_transcript.delta", (e) => log.replyDelta(e.res
 session.on("response.output_text.delta", (e) => log.replyDelta(e.response_id, e.delta));
 session.on("livehost.knowledge", (e) => log.replySources(e.response_id, e.sources));
 session.on("livehost.handoff", (e) => handoff(e.reason || "offered", e.response_id));
+session.on("response.output_item.added", (e) => {  // a tool call: say what is being looked up meanwhile
+  if (e.item && e.item.type === "function_call") $("status").textContent = T.lookingUp(e.item.name.replace(/_/g, " "));
+});
 session.on("response.done", (e) => {
   log.replyDone(e.response);
   if (noteAfter === e.response.id) { noteAfter = null; log.note(T.handoffNote); }
