@@ -331,10 +331,11 @@ class OpenAICompatibleLLM:
     async def chat_tools(self, messages: list[dict], tools: list[dict], tool_choice: Any,
                          max_tokens: int = 256) -> dict:
         """One chat completion with `tools`: the server's message (its content, or its tool_calls)."""
+        client = self._http()
         body = {"model": await self._resolve_model(), "messages": list(messages), "tools": tools,
                 "tool_choice": tool_choice, "max_tokens": max_tokens, "temperature": 0.0}
         try:
-            resp = await self._http().post(f"{self.base_url}/chat/completions", json=body)
+            resp = await client.post(f"{self.base_url}/chat/completions", json=body)
         except httpx.HTTPError as e:
             raise self._error(e) from e
         if not resp.is_success:
