@@ -25,10 +25,12 @@ ROUTER_TOKENS = 200
 _TEXT_MAX = 48  # characters of a free text argument in a router call (an order number, a city, a product)
 _ROUTER = ("You are an expert in composing functions. You are given a question and a set of possible functions. "
            "Based on the question, you will need to make one or more function/tool calls to achieve the purpose. "
-           "If none of the functions can be used, or the question lacks the parameters the function needs, make "
-           "the tool calls an empty list '[]'.\n\nYou have access to the following tools:\n<tools>{tools}</tools>\n\n"
-           "The output MUST strictly adhere to the following format, and NO other text MUST be included.\n"
-           "<tool_call>[\n{{\"name\": \"func_name1\", \"arguments\": {{\"argument1\": \"value1\"}}}},\n"
+           "If none of the functions can be used, point it out and refuse to answer. If the given question lacks the "
+           "parameters required by the function, also point it out.\n\nYou have access to the following tools:\n"
+           "<tools>{tools}</tools>\n\nThe output MUST strictly adhere to the following format, and NO other text "
+           "MUST be included.\nThe example format is as follows. Please make sure the parameter type is correct. If no "
+           "function call is needed, please make the tool calls an empty list '[]'.\n<tool_call>[\n"
+           "{{\"name\": \"func_name1\", \"arguments\": {{\"argument1\": \"value1\", \"argument2\": \"value2\"}}}},\n"
            "... (more tool calls as required)\n]</tool_call>")
 
 
