@@ -175,8 +175,12 @@ def answer_prompt(persona_prompt: str, conversation: list[dict], results: list[t
                 {"role": "system", "content": notes + "\nTell the user what the result says, briefly."}]
     user_text = " ".join(m["content"] for m in recent if m["role"] == "user")
     facts = "\n".join([user_text, *(readable(o) for _, o in results), *(o for _, o in results)])
-    fallback = " ".join(f"Here is what I found: {readable(o)}." for _, o in results)
-    return Prompt(messages, facts=facts, fallback=fallback)
+    return Prompt(messages, facts=facts, fallback=found_line(results))
+
+
+def found_line(results: list[tuple[str, str]]) -> str:
+    """The tool results said as they are: "Here is what I found: status: shipped, arrives: Friday." """
+    return " ".join(f"Here is what I found: {readable(output).rstrip('.')}." for _, output in results)
 
 
 def as_chat(message: dict) -> dict:

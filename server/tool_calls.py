@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Optional
 
-from livehost.persona.tool_calls import ToolCall
+from livehost.persona.tool_calls import ToolCall, found_line
 from livehost.persona.tools import MAX_RESULT_CHARS, Tool, ToolError, call_http, check_arguments
 from livehost.server.protocol import ProtocolError, new_id
 
@@ -162,6 +162,10 @@ class SessionTools:
         if any(output.startswith("error: ") for _, output in results):
             plan.script = failure_line(dialogue.character.knowledge.handoff_message)
             plan.handoff = "tool_failed"
+        elif hasattr(plan.llm or self.session.engines.llm, "choose_tools"):
+            # The embedded small models garble JSON when they reword it (measured with @openai/agents: 'The result
+            # is: "5521, orderstatus\", status\,...'): the result itself is said, as FAQ answers are.
+            plan.script = found_line(results)
         else:
             plan.messages = answer_prompt(dialogue.character.persona_prompt(), conversation, results)
         return True

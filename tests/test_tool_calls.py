@@ -36,6 +36,25 @@ class RouterLLM(WordsLLM):
         return "<tool_call>" + json.dumps(self.router_calls) + "</tool_call>"
 
 
+class ServerLLM(WordsLLM):
+    """An OpenAI-compatible server's double: decides natively (chat_tools), then speaks from the prompt."""
+
+    def __init__(self, calls: list, text: str = "Your order has shipped."):
+        super().__init__(text)
+        self.router_calls, self.routed, self.prompts = calls, 0, []
+
+    async def stream(self, messages, *, max_tokens, temperature):
+        self.prompts.append(messages)
+        async for token in super().stream(messages, max_tokens=max_tokens, temperature=temperature):
+            yield token
+
+    async def chat_tools(self, messages, tools, tool_choice):
+        self.routed += 1
+        assert tools[0]["function"]["name"] == "order_status"
+        return {"content": None, "tool_calls": [{"id": f"call_{i}", "type": "function", "function": {
+            "name": c["name"], "arguments": json.dumps(c["arguments"])}} for i, c in enumerate(self.router_calls)]}
+
+
 def session(settings, llm, characters=None) -> RealtimeSession:
     engines = DoubleEngines(SilentVAD(), FixedASR(), llm, ToneTTS(), characters or CharacterLibrary([BUILTIN_DIR]))
     s = RealtimeSession(engines, settings, "websocket")
@@ -50,8 +69,9 @@ async def update(s: RealtimeSession, **session) -> None:
 CALL = [{"name": "order_status", "arguments": {"order_id": "5521"}}]
 
 
-async def test_a_client_tool_is_called_then_answered_from_its_output(settings):
-    llm = RouterLLM(CALL)
+@pytest.mark.parametrize("engine", [RouterLLM, ServerLLM])
+async def test_a_client_tool_is_called_then_answered_from_its_output(settings, engine):
+    llm = engine(CALL)
     s = session(settings, llm)
     await update(s, **{"type": "realtime", "tools": [ORDER], "tool_choice": "auto"})
     updated = (await events_until(s, "session.updated"))[-1]["session"]
@@ -79,8 +99,13 @@ async def test_a_client_tool_is_called_then_answered_from_its_output(settings):
     assert events[-1]["response"]["status"] == "completed"
     assert any(e["type"] == "response.output_audio.delta" for e in events)  # now it speaks
     assert llm.routed == 1  # after a result it answers; it does not call again
-    prompt = "\n".join(m["content"] for m in llm.prompts[-1])
-    assert "Result of the tool order_status" in prompt and "shipped" in prompt
+    said = events[-1]["response"]["output"][0]["content"][0]["transcript"]
+    if engine is RouterLLM:  # the embedded model: the result is said as it is, never reworded
+        assert said == "Here is what I found: status: shipped."
+        assert not [m for prompt in llm.prompts for m in prompt if "Result of the tool" in m["content"]]
+    else:  # a server's model rewords it, grounded in the result, quoted as data
+        prompt = "\n".join(m["content"] for m in llm.prompts[-1])
+        assert "Result of the tool order_status" in prompt and "shipped" in prompt and said
     await asyncio.wait_for(s.close(), 5)
 
 
@@ -147,7 +172,7 @@ tools:
     server.shutdown()
 
 
-@pytest.mark.parametrize("order,spoken", [("5521", "Your order has shipped."),
+@pytest.mark.parametrize("order,spoken", [("5521", "Here is what I found: order: 5521, status: shipped, arrives: Friday."),
                                           ("9999", "Sorry, I could not look that up just now.")])
 async def test_a_card_tool_is_called_by_the_server(settings, shop_card, order, spoken):
     llm = RouterLLM([{"name": "order_status", "arguments": {"order_id": order}}])
