@@ -7,7 +7,7 @@ import pytest
 
 from conftest import RunningServer, _free_port
 from test_web_client import launch, shot, wait_for
-from test_web_widget import HostSite, ask, open_widget
+from test_web_widget import HostSite, ask, open_widget, panel_frame
 
 pytestmark = pytest.mark.e2e
 
@@ -62,6 +62,7 @@ async def test_site_backend_mints_the_token_for_the_widget(locked_server):
             frame = await open_widget(page, site.url, "auth-widget")
             await ask(frame, "What is the capital of Mongolia?")  # not in Mika's documents: she offers a person
             await frame.get_by_text("Shall I pass you to a colleague?").wait_for(timeout=60_000)
+            assert await panel_frame(page).evaluate("document.title") == "Mika"  # listed with the backend's token
             await wait_for(page, "window.handoffs.length === 1 && window.handoffs[0].reason === 'no_knowledge'", 10)
             await shot(page, "auth-2-widget-with-backend-token")
             assert keys_seen == []

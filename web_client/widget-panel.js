@@ -62,9 +62,9 @@ function showAlert(message, onRetry) {
 }
 
 // ---- the character and the connection ---------------------------------------------------------------------
-async function loadCharacter() {
+async function loadCharacter(token) {
   try {
-    const all = await listCharacters(location.origin);
+    const all = await listCharacters(location.origin, token);
     character = all.find((c) => c.id === params.get("character")) || all[0];
   } catch {
     character = null;  // the connection attempt below explains what is wrong
@@ -73,7 +73,7 @@ async function loadCharacter() {
   $("title").textContent = name;
   document.title = name;
   log.assistantName = character ? character.name : T.assistant;
-  if (character && character.greeting) log.say(character.greeting);
+  if (character && character.greeting && !token) log.say(character.greeting);
   await avatar.load(character ? character.avatar : "pip");
 }
 
@@ -102,6 +102,8 @@ function connect() {
         if (!session.o.token) throw session.explain(new AuthError("the site's token endpoint gave no token"));
       }
       await session.connect({withMic: false});
+      // a server with API keys lists characters only for a token: now there is one, show who is answering
+      if (!character && session.o.token) await loadCharacter(session.o.token);
       return true;
     } catch (err) {
       showAlert(err.message, connect);
