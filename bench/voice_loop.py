@@ -62,6 +62,9 @@ async def one_turn(mic: Mic, events: Events, phrase, timeout: float) -> dict:
         elif kind == "response.done":
             turn["status"] = ev["response"]["status"]
             break
+        elif kind == "error" and ev["error"].get("code") == "server_busy":  # refused: no reply will come
+            turn["status"] = "server_busy"
+            break
     end = await marks["end"]
     turn["valid"] = turn["started"] == 1 and turn["status"] == "completed"
     turn["t"] = {kind: first[kind] - end if kind in first else None for _, kind in STAGES}
