@@ -249,7 +249,8 @@ def main() -> None:
     body = report(scores, samples, name, args, before, cost)
     print(body)
     if not args.no_write:
-        label = "url" if args.llm_url else (Path(args.model).stem if args.model else "default")
+        model = args.model or "default"
+        label = "url" if args.llm_url else (Path(model).stem if model.endswith(".gguf") else model)
         label += f"-{args.only.replace(',', '-')}" if args.only else ""
         write_section(f"answers-{label}", f"### answers — answer quality ({name})\n\n{body}")
 

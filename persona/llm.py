@@ -112,6 +112,11 @@ class ByLanguageLLM:
     def stream(self, messages: list[dict], *, max_tokens: int, temperature: float) -> AsyncIterator[str]:
         return self.pick(messages).stream(messages, max_tokens=max_tokens, temperature=temperature)
 
+    def __getattr__(self, name: str) -> Any:  # other abilities (tool calls) are the Latin-script model's
+        if name in ("latin", "cjk"):
+            raise AttributeError(name)
+        return getattr(self.latin, name)
+
     async def choose_tools(self, messages: list[dict], grammar: str, max_tokens: int) -> str:
         # the larger model decides tool calls in any language (bench/tools.py: it picks the right tool more often)
         return await self.cjk.choose_tools(messages, grammar, max_tokens)
