@@ -11,6 +11,7 @@ each phrase (between commas) synthesized alone and joined with a short pause, as
 each phoneme's length in mel frames, which gives the chunk's phoneme timings: pinyin initials and finals are
 written as IPA symbols (a final as its vowels and coda, sharing its time) so avatar/visemes.py shapes the mouth.
 Prosody: rate scales the predicted durations, pitch is made by resampling (see synthesize), energy is loudness.
+A sentence in English (no Chinese, real words) is said by the bundled English voice instead of being spelled.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import importlib.util
 import json
 import logging
 import os
+import re
 import threading
 from pathlib import Path
 from typing import Iterator
@@ -254,6 +256,9 @@ class ZhTTS:
             return
         pause = np.zeros(int(PHRASE_PAUSE_S * SAMPLE_RATE), np.float32)
         for sentence in split_sentences(text):
+            if is_english(sentence):
+                yield from self._english(sentence, p)
+                continue
             pieces: list[np.ndarray] = []
             timings: list[tuple[str, float, float]] = []
             for phrase in zh_text.phrases(sentence):
@@ -281,6 +286,27 @@ class ZhTTS:
             timings = [(ph, s, min(d, end - s)) for ph, s, d in timings if s < end]
             yield SpeechChunk(audio=pcm, sample_rate=SAMPLE_RATE, text=sentence, phonemes=timings)
 
+    def _english(self, sentence: str, prosody: Prosody) -> Iterator[SpeechChunk]:
+        """An English sentence (a Chinese host's LLM sometimes answers in English): Mandarin phonemes would spell
+        it letter by letter, so the bundled English voice says it, at this voice's sample rate."""
+        import soxr
+
+        english = TTS.shared("piper", voice=None, speed=self.speed)  # the server's own when it uses the default
+        for chunk in english.synthesize(sentence, prosody):
+            audio = soxr.resample(chunk.audio.astype(np.float32) / 32768, chunk.sample_rate, SAMPLE_RATE)
+            pcm = (np.clip(audio, -1.0, 1.0) * 32767).astype(np.int16)
+            yield SpeechChunk(audio=pcm, sample_rate=SAMPLE_RATE, text=chunk.text, phonemes=chunk.phonemes)
+
     def warmup(self) -> None:
         for _ in self.synthesize("你好。"):
             pass
+
+
+_LATIN_WORD = re.compile(r"[A-Za-z]{2,}")
+
+
+def is_english(sentence: str) -> bool:
+    """No Chinese in it and a real word (not an all-caps abbreviation like VIP, nor OK): English."""
+    if any("\u3400" <= c <= "\u9fff" for c in sentence):
+        return False
+    return any(not w.isupper() and w.upper() not in zh_text.LATIN_WORDS for w in _LATIN_WORD.findall(sentence))

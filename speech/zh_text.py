@@ -30,7 +30,7 @@ LETTERS = {
     "Q": "ke1 you1", "R": "a4 er5", "S": "ai2 si5", "T": "ti4", "U": "you1", "V": "wei1", "W": "da2 bu5 liu5",
     "X": "ai2 ke4 si5", "Y": "wai4", "Z": "zei4",
 }
-_WORDS = {"OK": "ou1 kei4"}  # Latin words said as one word, not spelled
+LATIN_WORDS = {"OK": "ou1 kei4"}  # Latin words said as one word, not spelled
 
 # Applied after numbers are read out, so a "." left is a full stop.
 _CLAUSE_BREAK = re.compile(r"[，,、；;：:。．.！!？?…\n]+")
@@ -189,8 +189,8 @@ _SOFT_REDUPLICATED = set("姐奶姥嫂婶宝想走洗改讲比找等")
 
 
 def _latin(word: str) -> list[Syllable]:
-    if word.upper() in _WORDS:
-        return [Syllable(word, p) for p in _WORDS[word.upper()].split()]
+    if word.upper() in LATIN_WORDS:
+        return [Syllable(word, p) for p in LATIN_WORDS[word.upper()].split()]
     return [Syllable(ch, p) for ch in word for p in LETTERS[ch.upper()].split()]
 
 

@@ -261,6 +261,24 @@ def _f0(pcm: np.ndarray, sr: int = 24000) -> float:
     return float(np.median(found))
 
 
+def test_an_english_sentence_is_not_spelled():
+    assert tts_zh.is_english("Sure, we can offer a discount for your order.") and tts_zh.is_english("Hi.")
+    assert not any(tts_zh.is_english(t) for t in ("AI!", "OK.", "VIP专享", "你好", "ok"))
+
+
+@pytest.mark.e2e
+@needs_voice
+def test_english_in_a_chinese_reply_is_said_in_english(voice):
+    from livehost.speech.asr import ASR
+    from livehost.speech.audio import resample
+
+    chunks = list(voice.synthesize("好的！Thanks for the gift, see you tomorrow."))
+    assert [c.sample_rate for c in chunks] == [24000, 24000] and chunks[1].phonemes
+    asr = ASR.shared("faster-whisper", model="base")
+    heard = asr.transcribe(resample(chunks[1].audio, 24000, 16000), language="en").text.lower()
+    assert "see you tomorrow" in heard, heard
+
+
 # Measured by bench/tts_zh.py: CER 0.060 over 36 sentences (per sentence up to 0.43); eight of them here, with
 # margin for the model's dropout (it stays on at inference, so every synthesis differs a little).
 ROUND_TRIP_CER_BOUND = 0.20
