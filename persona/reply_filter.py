@@ -161,7 +161,8 @@ async def clean_reply(tokens: AsyncIterator[str], messages: list[dict], max_toke
                 current = buf = ""
                 break
         if current.strip() and not norm(current):  # a trailing tag or emoji: no words, so no full stop either
-            tags = "".join(t for t in _TAGS.findall(buf if released else current) if t.endswith(("]", "】", ">")))
+            tags = "".join(t for t in _TAGS.findall(buf if released else current)
+                           if t.endswith(("]", "】", ">")) and len(t) <= 26)
             if tags:
                 yield " " + tags  # the tagger takes the emotion from it; nothing is said
         elif current.strip():  # the model stopped without a final full stop: the sentence is whole, end it
@@ -180,7 +181,14 @@ async def clean_reply(tokens: AsyncIterator[str], messages: list[dict], max_toke
         yield fallback
 
 
+_STAGE = re.compile(r"\[[^\]\n]{25,}\]?|【[^】\n]{25,}】?|\*[^*\n]{25,}\*")  # "[Rin waves goodbye to ...]"
+
+
 def _judged(check: _Checker, sentence: str) -> str:
+    if _STAGE.search(sentence):  # a stage direction is never spoken (emotion tags are short; the tagger takes them)
+        sentence = _STAGE.sub("", sentence)
+        if not sentence.strip():
+            return ""
     why = check.verdict(sentence)
     if why:
         log.info("reply: a sentence was not said (%s): %r", why, sentence.strip()[:120])

@@ -49,7 +49,7 @@ class VADSettings(Section):
 
 class LLMSettings(Section):
     engine: str = Field("llama-cpp", description="llama-cpp (embedded GGUF) or openai (any OpenAI-compatible server)")
-    model: Optional[str] = Field(None, description="GGUF path for llama-cpp (default: bundled SmolLM2-135M-Instruct); model name for openai")
+    model: Optional[str] = Field(None, description="llama-cpp: smollm2-135m, qwen2.5-0.5b, auto (the default: SmolLM2, Qwen for Chinese) or a .gguf path; openai: the model name")
     base_url: str = Field("http://127.0.0.1:11434/v1", description="openai engine: server base URL")
     api_key: Optional[str] = None
     max_tokens: int = Field(60, ge=1, le=8192, description="a spoken reply; the small default model rambles past it")

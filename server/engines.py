@@ -46,7 +46,7 @@ class Engines:
                 s.asr.engine, model=s.asr.model, device=s.asr.device, compute_type=s.asr.compute_type,
                 cpu_threads=s.asr.cpu_threads, beam_size=s.asr.beam_size, cache_dir=s.model_cache(),
                 short_window=s.asr.short_window)),
-            ("llm", f"LLM {s.llm.engine} {s.llm.model or '(bundled SmolLM2-135M-Instruct)'}",
+            ("llm", f"LLM {s.llm.engine} {s.llm.model or '(auto: bundled SmolLM2-135M, Qwen2.5-0.5B for Chinese)'}",
              lambda: LLM.shared(s.llm.engine, **llm_options)),
             ("tts", f"TTS {s.tts.engine} {s.tts.voice or '(bundled voice)'}",
              lambda: TTS.shared(s.tts.engine, voice=s.tts.voice, speed=s.tts.speed)),

@@ -100,3 +100,8 @@ def test_the_users_words_are_not_said_back():
 def test_trailing_emoji_or_tag_is_not_left_hanging():
     assert said("I love new gadgets too.\n\n🌟💡🎮") == "I love new gadgets too."
     assert said("I love new gadgets too. [happy]").strip() == "I love new gadgets too. [happy]"
+
+
+def test_stage_directions_are_not_said():
+    out = said("Hi Rin! What music do you like? [Rin says goodbye to the stream and thanks viewers for their gifts.]")
+    assert out.strip() == "Hi Rin! What music do you like?"
