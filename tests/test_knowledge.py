@@ -286,3 +286,27 @@ def test_a_bad_source_is_named_and_the_good_ones_are_used(tmp_path, embedder, ca
     assert kb.sources("shop") == ["good.md"]
     assert "empty.md: no text found" in caplog.text and "broken.csv: an FAQ CSV needs" in caplog.text
     kb.close()
+
+
+@pytest.mark.e2e
+def test_kb_add_cli_skips_what_it_must_not_read(tmp_path):
+    import os
+
+    from click.testing import CliRunner
+
+    from livehost.server.cli import main
+    docs = tmp_path / "docs"
+    for sub in ("a", "b"):
+        (docs / sub).mkdir(parents=True)
+        (docs / sub / "faq.md").write_text(f"# Section {sub}\nThe answer from folder {sub}.")
+    os.mkfifo(docs / "pipe.md")  # reading it would wait for a writer forever
+    (docs / "zero.txt").symlink_to("/dev/zero")
+    config = tmp_path / "livehost.yaml"
+    config.write_text(f"data_dir: {tmp_path / 'data'}\n")
+    runner = CliRunner()
+    result = runner.invoke(main, ["kb", "add", "-c", str(config), "mika", str(docs)])
+    assert result.exit_code == 1, result.output
+    assert "(as a/faq.md)" in result.output and "(as b/faq.md)" in result.output
+    assert "pipe.md: not a regular file" in result.output and "zero.txt: a symlink to /dev/zero" in result.output
+    listed = runner.invoke(main, ["kb", "list", "-c", str(config), "mika"]).output.split()
+    assert {"a/faq.md", "b/faq.md"} <= set(listed)
