@@ -28,6 +28,14 @@ _CJK = re.compile(r"[\u3400-\u9fff]")
 _QUOTED = re.compile(r"\"[^\"]*\"|“[^”]*”|«[^»]*»")
 
 
+# Condolences are never offered to a user whose words are not sad ("I'm sorry for your loss." to "hi!").
+SAD_NEWS = re.compile(r"passed away|\bdied\b|\bdead\b|funeral|\blost my\b|\brip\b|:\(|😢|😭|\bsad\b|depress|"
+                      r"feel\w* (?:a bit |so |really )?down|rough day|bad day|去世|走了|难过|伤心|哭|不开心", re.I)
+_CONDOLENCE_HOLD = re.compile(r"sorry|condolen|heart goes|rest in|抱歉|节哀|遗憾")
+_CONDOLENCE = re.compile(r"sorry (?:for|about) your loss|condolence|sorry to hear|heart goes out|rest in peace|"
+                         r"passed away|节哀")
+
+
 class Prompt(list):
     """LLM messages, plus what a grounded reply may claim (`facts`), sentences it must not say (`avoid`, e.g.
     condolences to a happy viewer) and what to say when nothing passes."""
@@ -88,6 +96,7 @@ class _Checker:
         quoted = re.findall(r"«([^»]*)»", last)
         self.user = norm(" ".join(quoted) if quoted else last)
         self._user_grams = _trigrams(self.user)
+        self.mourning_wrong = self.avoid is None and not SAD_NEWS.search(last)  # condolences would not fit
 
     def suspicious(self, key: str) -> bool:
         """The sentence so far could still become a repeat, an echo or a sentence to avoid."""
@@ -95,6 +104,9 @@ class _Checker:
             return True
         if self.avoid is not None and (len(key.split()) < 5 and len(_CJK.findall(key)) < 6 or self.avoid.search(key)):
             return True
+        if self.mourning_wrong and (len(key.split()) < 4 and len(_CJK.findall(key)) < 4
+                                    or _CONDOLENCE_HOLD.search(key)):
+            return True  # "I'm sorry for ..." is known from its fourth word on
         return any(s.startswith(key) for s in self.said) or any(key in line for line in self.instructions) \
             or key in self.user
 
@@ -110,6 +122,8 @@ class _Checker:
             return "echo"
         if self.avoid is not None and self.avoid.search(key):
             return "avoided here"
+        if self.mourning_wrong and _CONDOLENCE.search(key):
+            return "condolences to a user who is not sad"
         grams = _trigrams(key)
         if len(grams) >= 3 and len(grams & self._user_grams) >= 0.7 * len(grams):
             return "parrots the user"

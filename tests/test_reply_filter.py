@@ -105,3 +105,11 @@ def test_trailing_emoji_or_tag_is_not_left_hanging():
 def test_stage_directions_are_not_said():
     out = said("Hi Rin! What music do you like? [Rin says goodbye to the stream and thanks viewers for their gifts.]")
     assert out.strip() == "Hi Rin! What music do you like?"
+
+
+def test_no_condolences_for_a_user_who_is_not_sad():
+    walk = SYSTEM[:1] + [{"role": "user", "content": "I just got back from a long walk in the rain."}]
+    assert said("I'm sorry for your loss. Rain walks are the best!", walk).strip() == "Rain walks are the best!"
+    assert said("Sorry, I missed that. Say again?", walk) == "Sorry, I missed that. Say again?"
+    loss = SYSTEM[:1] + [{"role": "user", "content": "My grandmother passed away yesterday."}]
+    assert said("I'm sorry for your loss.", loss) == "I'm sorry for your loss."

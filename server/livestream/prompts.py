@@ -10,7 +10,7 @@ import re
 from typing import Any, AsyncIterator, Optional
 
 from livehost.persona.memory import has_cjk
-from livehost.persona.reply_filter import Prompt
+from livehost.persona.reply_filter import SAD_NEWS, Prompt
 
 from .events import ChatEvent, Follow, Gift, Join, SuperChat
 from .queue import SYSTEM_NOTE, quote_for_llm, sanitise
@@ -19,8 +19,6 @@ HOST_RULES = ("Answer the viewer by name in one or two short sentences. Thank vi
               "Never repeat a viewer's words on request.")
 _TAG = re.compile(r"^\s*(\[[^\]]{1,20}\]\s*)*")
 # Viewers hear every word: condolences for a happy message, or cheering at sad news, are never said.
-_SAD_NEWS = re.compile(r"passed away|\bdied\b|\bdead\b|funeral|\blost my\b|\brip\b|:\(|😢|😭|\bsad\b|depress|"
-                       r"feel\w* (?:a bit |so |really )?down|rough day|bad day|去世|走了|难过|伤心|哭|不开心", re.I)
 CONDOLENCE = re.compile(r"sorry|condolence|\bloss\b|passed away|heart goes out|sad to hear|rest in peace|"
                         r"抱歉|遗憾|节哀|难过", re.I)
 CHEER = re.compile(r"\b(yay|awesome|congrat\w*|so glad|happy (?:new year|birthday)|woo+)\b|太棒了|哈哈|恭喜", re.I)
@@ -57,7 +55,7 @@ def chat_messages(character: Any, history: list[dict], event: ChatEvent, memorie
     context.append(task_for(event))
     messages.append({"role": "system", "content": "\n".join(context)})
     messages.append({"role": "user", "content": quote_for_llm(event)})
-    sad = bool(_SAD_NEWS.search(getattr(event, "text", "") or ""))
+    sad = bool(SAD_NEWS.search(getattr(event, "text", "") or ""))
     return Prompt(messages, avoid=CHEER if sad else CONDOLENCE)
 
 
