@@ -59,7 +59,10 @@ async def test_a_client_that_never_reads_is_disconnected(settings):
         text = "words " * 5000  # each item comes back twice (added, done): ~60 KB of events per message
         async with NeverReads(srv.port) as client:
             for _ in range(600):
-                await asyncio.wait_for(client.send(item(text)), 10)
+                try:
+                    await asyncio.wait_for(client.send(item(text)), 10)
+                except (ConnectionResetError, BrokenPipeError, asyncio.TimeoutError):
+                    break  # the server has let it go, or its buffers are full: the check below decides
                 if counter(metrics.SLOW_CLIENTS, "websocket") > slow:
                     break
             for _ in range(300):  # up to 30 s: a busy machine (the whole suite on 2 cores) drains the loop slowly
@@ -69,8 +72,11 @@ async def test_a_client_that_never_reads_is_disconnected(settings):
             assert counter(metrics.SLOW_CLIENTS, "websocket") == slow + 1
             assert await settle(srv, before) == before, "the slow client's session was left behind"
             async with asyncio.timeout(30):  # reading at last, it finds the server has let it go
-                while await client.reader.read(1 << 16):
-                    pass
+                try:
+                    while await client.reader.read(1 << 16):
+                        pass
+                except ConnectionResetError:
+                    pass  # a reset is the server letting go too
         other = await connect(srv)  # everyone else is served
         await other.text_turn()
         await other.close()
