@@ -178,3 +178,27 @@ class SessionGuard:
                 break
             conversation.delete(item_id)
             total -= n
+
+
+class RealTimePacer:
+    """Input audio far ahead of the wall clock is read at real time (nothing dropped); the client is told once."""
+
+    def __init__(self, max_ahead_s: float, send: Any):
+        self.max_ahead_s, self._send = max_ahead_s, send
+        self._clock: Optional[float] = None  # wall time at which input audio started
+        self._in_s = 0.0
+        self._warned = False
+
+    async def pace(self, seconds: float) -> None:
+        now = time.perf_counter()
+        # a pause earns at most 10 s of credit: a backlog after a stall is read at once, a flood is still slowed
+        self._clock = max(self._clock or now, now - self._in_s - 10.0)
+        self._in_s += seconds
+        ahead = self._in_s - (now - self._clock) - self.max_ahead_s
+        if ahead > 0:
+            if not self._warned:
+                self._warned = True
+                self._send(ProtocolError(f"input audio arrives faster than real time (more than "
+                                         f"{self.max_ahead_s:g} s ahead); reading is slowed to real time",
+                                         code="input_audio_too_fast").event())
+            await asyncio.sleep(ahead)

@@ -18,7 +18,7 @@ from livehost.server import metrics
 from livehost.avatar.stage import AvatarStage, stream_frames
 from livehost.persona.dialogue import Dialogue
 from livehost.persona.voices import character_voice
-from livehost.server.limits import SessionGuard
+from livehost.server.limits import RealTimePacer, SessionGuard
 from livehost.server.outbox import Outbox
 from livehost.server.protocol import (ProtocolError, SessionConfig, TurnDetection, apply_session_update,
                                       decode_message, new_id, parse_client_event)
@@ -59,9 +59,7 @@ class RealtimeSession:
         self._pending: dict[str, asyncio.Task] = {}  # user items still being transcribed
         self._tasks: set[asyncio.Task] = set()
         self._resampler = Resampler(self.config.input_format.rate, 16000)
-        self._audio_clock: Optional[float] = None  # wall time at which input audio started, for pacing checks
-        self._audio_in_s = 0.0
-        self._warned_fast = False
+        self._pacer = RealTimePacer(settings.server.max_ahead_of_realtime_s, self.send)
         self._speech_end_wall: Optional[float] = None
         self._speculation: Optional[tuple[str, str, Reply]] = None  # (item id, transcript, held reply)
         self._frames_task: Optional[asyncio.Task] = None
@@ -179,26 +177,9 @@ class RealtimeSession:
         """Input audio (int16 at the session's input rate) from any transport."""
         if not len(pcm):
             return
-        await self._pace(len(pcm) / self.config.input_format.rate)
+        if self.listener.auto:  # manual commits may send a recording at once
+            await self._pacer.pace(len(pcm) / self.config.input_format.rate)
         await self.listener.feed(int16_to_float32(self._resampler.process(pcm)))
-
-    async def _pace(self, seconds: float) -> None:
-        """Audio far ahead of the wall clock is slowed to real time (nothing dropped) and the client is told once."""
-        if not self.listener.auto:
-            return
-        now = time.perf_counter()
-        # a pause earns at most 10 s of credit: a backlog after a stall is read at once, a flood is still slowed
-        self._audio_clock = max(self._audio_clock or now, now - self._audio_in_s - 10.0)
-        self._audio_in_s += seconds
-        ahead = self._audio_in_s - (now - self._audio_clock) - self.settings.server.max_ahead_of_realtime_s
-        if ahead > 0:
-            if not self._warned_fast:
-                self._warned_fast = True
-                self.send(ProtocolError(
-                    f"input audio arrives faster than real time (more than "
-                    f"{self.settings.server.max_ahead_of_realtime_s:g} s ahead); reading is slowed to real time",
-                    code="input_audio_too_fast").event())
-            await asyncio.sleep(ahead)
 
     async def _on_input_audio_buffer_commit(self, event) -> None:
         if self.listener.buffered_ms < 100:

@@ -72,7 +72,8 @@ async def test_voice_over_webrtc(rtc_server, browser_page):
     events = await page.evaluate("window.rtc.events")
     heard = " ".join(e["transcript"] for e in events
                      if e["type"] == "conversation.item.input_audio_transcription.completed").lower()
-    assert "ask not what your country" in heard.replace(",", "")
+    # Opus-coded speech into tiny.en: "ask" comes out as "asked" on some runs (CI saw it), so the check starts after it
+    assert "not what your country can do for you" in heard.replace(",", ""), heard
     # audio goes over the media track, not as deltas on the data channel
     assert not any(e["type"] == "response.output_audio.delta" for e in events)
     await asyncio.sleep(0.5)
