@@ -12,6 +12,9 @@ import pytest
 import soundfile as sf
 import soxr
 
+# A real throwaway PostgreSQL server (tests/pg_server.py): fixtures postgres_server, postgres_url, fresh_postgres_url.
+from pg_server import fresh_postgres_url, postgres_server, postgres_url  # noqa: E402,F401
+
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "audio"  # real speech, kept in the repository
 
 
