@@ -10,6 +10,13 @@ Every connection gets an `Identity` from its credential, never from what the cli
   local      a keyless server (the default, on 127.0.0.1) and a client that is not a web page (no Origin
              header): the operator's own programs, trusted like a key.
 A token may also bind a character; a session can never widen what its credential allows.
+
+Client tokens are stateless: HMAC-signed claims (user, character, scope, expiry), checked without a database round
+trip. Nodes that share server.token_secret (or LIVEHOST_SERVER__TOKEN_SECRET) accept each other's tokens and all
+enforce the same expiry (their clocks must agree, NTP). Without it each process signs with a secret of its own:
+tokens are node-local and a restart ends them. Revocation: a token is checked when a session opens, not after; it
+cannot be revoked one by one (keep token_ttl_s short), and changing the shared secret ends every outstanding token
+on every node at once. A WebRTC call is hung up by the credential that made it, on the node that holds the call.
 """
 from __future__ import annotations
 
@@ -18,6 +25,7 @@ import binascii
 import hashlib
 import hmac
 import json
+import logging
 import math
 import re
 import secrets
@@ -27,6 +35,7 @@ from typing import Any, Mapping, Optional
 
 from fastapi import HTTPException
 
+log = logging.getLogger("livehost.auth")
 TOKEN_PREFIX = "ek_"
 USER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@:+\-]{0,127}$")  # no '/', no '..' alone, no spaces or controls
 
@@ -64,7 +73,11 @@ class Gate:
                  secret: Optional[str] = None):
         self.keys, self.token_ttl_s, self.page_tokens = list(keys), token_ttl_s, page_tokens
         # tokens are signed, not stored; a per-process secret means a restart ends them all
+        self.shared = bool(secret)
         self._secret = (secret or secrets.token_hex(32)).encode()
+        if not self.shared:
+            log.info("client tokens are node-local (no server.token_secret): another node, or this one after a "
+                     "restart, refuses them; set the same token_secret on every node of a cluster")
 
     @property
     def open(self) -> bool:

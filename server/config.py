@@ -124,8 +124,9 @@ class ServerSettings(Section):
     token_ttl_s: float = Field(600, ge=10, le=86400, description="longest life of a browser client token")
     page_tokens: bool = Field(True, description="without api_keys: web pages may get (anonymous) client tokens; "
                               "with api_keys a token is only ever minted for an API-key holder (your backend)")
-    token_secret: Optional[str] = Field(None, description="signs client tokens; set it to keep tokens valid "
-                                        "across restarts and between several server processes")
+    token_secret: Optional[str] = Field(None, min_length=16, description="signs client tokens (16+ characters, "
+                                        "e.g. `openssl rand -hex 32`); the same on every node of a cluster keeps "
+                                        "tokens valid across restarts and between nodes")
     max_message_bytes: int = Field(1 << 20, ge=4096, description="largest WebSocket message accepted")
     max_buffer_seconds: float = Field(60.0, gt=0, description="longest uncommitted input audio kept")
     max_ahead_of_realtime_s: float = Field(5.0, gt=0, description="input audio may run this far ahead of the wall clock")
