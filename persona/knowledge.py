@@ -3,7 +3,8 @@
 Formats: Markdown (split by headings, then paragraphs, ~CHUNK_CHARS; each chunk starts with its heading path),
 plain text, HTML (scripts and styles dropped, headings kept), an FAQ CSV (columns question,answer; one chunk a
 row) and PDF when pypdf is installed. Chinese text is cut on 。！？ and paragraph breaks. Re-adding a source
-replaces its chunks; an unchanged file is not embedded again. One process owns a file; threads share it safely.
+replaces its chunks; an unchanged file is not embedded again. Rows live in SQLite or PostgreSQL (persona/store.py);
+each character's chunks are cached in the node and reloaded when another node changed them.
 """
 from __future__ import annotations
 
@@ -21,8 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from livehost.persona.embeddings import (Embedder, VectorIndex, engine_family, has_cjk, open_db,
-                                         reembed_if_engine_changed)
+from livehost.persona.embeddings import Embedder, VectorIndex, engine_family, has_cjk
+from livehost.persona.store import Database, StorageUnavailable, bump, read_version, reembed_if_engine_changed
+from livehost.persona.store_sqlite import SqliteDatabase
 
 CHUNK_CHARS = 500
 MAX_FILE_BYTES = 20 * 2**20  # one knowledge file; a bigger one is refused with its size named
@@ -53,12 +55,12 @@ class Chunk:
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS chunks (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    id {ID},
     character TEXT NOT NULL,
     source TEXT NOT NULL,
     locator TEXT NOT NULL,
     text TEXT NOT NULL,
-    embedding BLOB NOT NULL
+    embedding {BLOB} NOT NULL
 );
 CREATE INDEX IF NOT EXISTS chunks_source ON chunks (character, source);
 CREATE TABLE IF NOT EXISTS sources (
@@ -66,22 +68,38 @@ CREATE TABLE IF NOT EXISTS sources (
     source TEXT NOT NULL,
     digest TEXT NOT NULL,
     chunks INTEGER NOT NULL,
-    added_at REAL NOT NULL,
+    added_at {REAL} NOT NULL,
     PRIMARY KEY (character, source)
 );
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS versions (key TEXT PRIMARY KEY, version BIGINT NOT NULL);  -- per character
 """
 
 
+class _Chunks(VectorIndex):
+    """One character's chunks: vectors and texts (a search reads no SQL), at the stored version it was loaded at."""
+
+    def __init__(self, dim: int, version: int = -1):
+        super().__init__(dim)
+        self.rows: dict[int, tuple[str, str, str]] = {}  # id -> (source, locator, text)
+        self.version = version
+
+
 class KnowledgeBase:
-    def __init__(self, path: Path, embedder: Embedder):
-        self.path = Path(path)
+    """`where`: a SQLite file path, or a Database (persona/store.py: open_database) that other nodes may share.
+    Writes need the database (they fail loudly while it is down); searches fall back to the node's cache."""
+
+    def __init__(self, where: Path | Database, embedder: Embedder):
+        self.db: Database = SqliteDatabase(Path(where)) if isinstance(where, (str, Path)) else where
+        self._db = self.db  # (older tests read rows through it)
+        self.path = getattr(self.db, "path", None)
         self.embedder = embedder
         self._lock = threading.RLock()
-        self._db = open_db(self.path, SCHEMA)
-        self._indexes: dict[str, VectorIndex] = {}
+        self.db.ensure_schema(SCHEMA)
+        self._indexes: dict[str, _Chunks] = {}
         self._floors = MIN_SCORE.get(engine_family(embedder), {"latin": 0.0, "cjk": 0.0})
         with self._lock:
-            reembed_if_engine_changed(self._db, "chunks", embedder)
+            reembed_if_engine_changed(self.db, "chunks", embedder)
 
     # ---- writes -------------------------------------------------------------------------------------------------
 
@@ -103,14 +121,12 @@ class KnowledgeBase:
 
     def remove(self, character: str, source: str) -> int:
         with self._lock:
-            with self._db:
-                ids = [r[0] for r in self._db.execute("SELECT id FROM chunks WHERE character=? AND source=?",
-                                                      (character, source))]
-                self._db.execute("DELETE FROM chunks WHERE character=? AND source=?", (character, source))
-                self._db.execute("DELETE FROM sources WHERE character=? AND source=?", (character, source))
-            if ids and character in self._indexes:
-                self._indexes[character].remove(set(ids))
-            return len(ids)
+            with self.db.transaction() as tx:
+                count = tx.execute("DELETE FROM chunks WHERE character=? AND source=?", (character, source)).rowcount
+                tx.execute("DELETE FROM sources WHERE character=? AND source=?", (character, source))
+                bump(tx, character)
+            self._indexes.pop(character, None)  # reloaded on next use
+            return count
 
     # ---- reads --------------------------------------------------------------------------------------------------
 
@@ -120,17 +136,13 @@ class KnowledgeBase:
 
     def search_vector(self, character: str, vector: np.ndarray, k: int = 4) -> list[Chunk]:
         with self._lock:
-            ids, sims = self._index(character).scores(vector)
+            index = self._index(character)
+            ids, sims = index.scores(vector)
             if not len(ids) or k <= 0:
                 return []
             top = np.argpartition(-sims, k - 1)[:k] if len(sims) > k else np.arange(len(sims))
             top = top[np.argsort(-sims[top], kind="stable")]
-            wanted = [int(ids[i]) for i in top]
-            rows = {r[0]: r for r in self._db.execute(
-                f"SELECT id, source, locator, text FROM chunks WHERE id IN ({','.join('?' * len(wanted))})",
-                wanted)}
-        return [Chunk(i, character, rows[i][1], rows[i][2], rows[i][3], float(sims[t]))
-                for i, t in zip(wanted, top) if i in rows]
+            return [Chunk(int(ids[t]), character, *index.rows[int(ids[t])], float(sims[t])) for t in top]
 
     def relevant(self, character: str, query: str, min_score: float | None = None, k: int = 4) -> list[Chunk]:
         """Chunks worth putting in the prompt: [] when nothing in the knowledge base is about `query`."""
@@ -141,26 +153,23 @@ class KnowledgeBase:
         return self.embedder
 
     def sources(self, character: str) -> list[str]:
-        with self._lock:
-            return [r[0] for r in self._db.execute("SELECT source FROM sources WHERE character=? ORDER BY source",
-                                                   (character,))]
+        return [r[0] for r in self.db.execute("SELECT source FROM sources WHERE character=? ORDER BY source",
+                                              (character,))]
 
     def count(self, character: str) -> int:
-        with self._lock:
-            return self._db.execute("SELECT COUNT(*) FROM chunks WHERE character=?", (character,)).fetchone()[0]
+        return self.db.execute("SELECT COUNT(*) FROM chunks WHERE character=?", (character,)).fetchone()[0]
 
     def close(self) -> None:
         with self._lock:
-            self._db.close()
+            self.db.close()
             self._indexes.clear()
 
     # ---- internals ----------------------------------------------------------------------------------------------
 
     def _add(self, character: str, source: str, fmt: str, raw: bytes, where: str) -> int:
         digest = hashlib.sha256(f"{CHUNKER_VERSION}:{CHUNK_CHARS}:{fmt}:".encode() + raw).hexdigest()
-        with self._lock:
-            row = self._db.execute("SELECT digest, chunks FROM sources WHERE character=? AND source=?",
-                                   (character, source)).fetchone()
+        row = self.db.execute("SELECT digest, chunks FROM sources WHERE character=? AND source=?",
+                              (character, source)).fetchone()
         if row and row[0] == digest:
             return row[1]  # unchanged: keep the chunks and their embeddings
         pieces = chunk_document(fmt, raw, where)
@@ -168,32 +177,36 @@ class KnowledgeBase:
             raise KnowledgeError(f"{where}: no text found in it (an empty file?)")
         vectors = self.embedder.embed([text for _, text in pieces], "passage")  # outside the lock: the slow part
         with self._lock:
-            old = [r[0] for r in self._db.execute("SELECT id FROM chunks WHERE character=? AND source=?",
-                                                  (character, source))]
-            with self._db:
-                self._db.execute("DELETE FROM chunks WHERE character=? AND source=?", (character, source))
-                new = [self._db.execute("INSERT INTO chunks (character, source, locator, text, embedding) "
-                                        "VALUES (?, ?, ?, ?, ?)",
-                                        (character, source, loc, text, vec.tobytes())).lastrowid
+            with self.db.transaction() as tx:
+                tx.execute("DELETE FROM chunks WHERE character=? AND source=?", (character, source))
+                new = [tx.execute("INSERT INTO chunks (character, source, locator, text, embedding) "
+                                  "VALUES (?, ?, ?, ?, ?) RETURNING id",
+                                  (character, source, loc, text, vec.tobytes())).fetchone()[0]
                        for (loc, text), vec in zip(pieces, vectors)]
-                self._db.execute("INSERT OR REPLACE INTO sources (character, source, digest, chunks, added_at) "
-                                 "VALUES (?, ?, ?, ?, ?)", (character, source, digest, len(new), time.time()))
-            index = self._indexes.get(character)
-            if index is not None:
-                index.remove(set(old))
-                for chunk_id, vec in zip(new, vectors):
-                    index.append(chunk_id, vec)
+                tx.execute("INSERT INTO sources (character, source, digest, chunks, added_at) VALUES (?, ?, ?, ?, ?) "
+                           "ON CONFLICT (character, source) DO UPDATE SET digest=?, chunks=?, added_at=?",
+                           (character, source, digest, len(new), time.time(), digest, len(new), time.time()))
+                bump(tx, character)
+            self._indexes.pop(character, None)  # reloaded on next use
         return len(new)
 
-    def _index(self, character: str) -> VectorIndex:
+    def _index(self, character: str) -> _Chunks:
+        """The character's chunks, current with the database (caller holds the lock); the database unreachable:
+        the cached ones, else none (not kept)."""
         index = self._indexes.get(character)
-        if index is None:
-            index = VectorIndex(self.embedder.dim)
-            rows = self._db.execute("SELECT id, embedding FROM chunks WHERE character=? ORDER BY id",
-                                    (character,)).fetchall()
-            if rows:
-                index.load([r[0] for r in rows], b"".join(r[1] for r in rows))
-            self._indexes[character] = index
+        try:
+            version = read_version(self.db, character)
+            if index is not None and index.version == version:
+                return index
+            rows = self.db.execute("SELECT id, source, locator, text, embedding FROM chunks WHERE character=? "
+                                   "ORDER BY id", (character,)).fetchall()
+        except StorageUnavailable:
+            return index if index is not None else _Chunks(self.embedder.dim)
+        index = _Chunks(self.embedder.dim, version)
+        if rows:
+            index.load([r[0] for r in rows], b"".join(bytes(r[4]) for r in rows))
+            index.rows = {r[0]: (r[1], r[2], r[3]) for r in rows}
+        self._indexes[character] = index
         return index
 
 

@@ -14,6 +14,7 @@ from typing import Any, Optional
 from livehost.persona.embeddings import EMBEDDINGS, has_cjk, resolve_engine
 from livehost.persona.knowledge import MAX_FILE_BYTES, KnowledgeBase, KnowledgeError
 from livehost.persona.memory import MemoryStore
+from livehost.persona.store import open_database
 
 log = logging.getLogger("livehost.retrieval")
 SUPPORTED = {".md", ".markdown", ".txt", ".text", ".html", ".htm", ".csv", ".pdf"}
@@ -56,20 +57,23 @@ class ByLanguage:
         self.cjk.close()
 
 
-def open_stores(data_dir: Path, setting: str, languages: list[str]) -> tuple[MemoryStore, Any]:
-    """The memory store and the knowledge base for this deployment's languages."""
+def open_stores(data_dir: Path, setting: str, languages: list[str], storage_url: Optional[str] = None,
+                max_queued_writes: int = 1000) -> tuple[MemoryStore, Any]:
+    """The memory store and the knowledge base for this deployment's languages: SQLite files in data_dir, or
+    schemas on the PostgreSQL server of storage_url (persona/store.py; StorageError when it cannot be reached)."""
     data_dir.mkdir(parents=True, exist_ok=True)
     name = resolve_engine(setting, *languages)
     embedder = EMBEDDINGS.shared(name)
     embedder.warmup()
-    memory = MemoryStore(data_dir / "memory.db", embedder)
+    memory = MemoryStore(open_database(storage_url, data_dir, "memory"), embedder,
+                         max_queued_writes=max_queued_writes)
     if setting == "auto" and name != "minilm":
         latin = EMBEDDINGS.shared("minilm")
         latin.warmup()
-        knowledge: Any = ByLanguage(KnowledgeBase(data_dir / "knowledge-minilm.db", latin),
-                                    KnowledgeBase(data_dir / f"knowledge-{name}.db", embedder))
+        knowledge: Any = ByLanguage(KnowledgeBase(open_database(storage_url, data_dir, "knowledge-minilm"), latin),
+                                    KnowledgeBase(open_database(storage_url, data_dir, f"knowledge-{name}"), embedder))
     else:
-        knowledge = KnowledgeBase(data_dir / f"knowledge-{name}.db", embedder)
+        knowledge = KnowledgeBase(open_database(storage_url, data_dir, f"knowledge-{name}"), embedder)
     return memory, knowledge
 
 
