@@ -46,8 +46,8 @@ def create_app(settings: Settings, engines: Optional[Engines] = None, stream: bo
     async def lifespan(app: FastAPI):
         app.state.loop = asyncio.get_running_loop()
         if stream:
-            from livehost.server.livestream.stream import Stream
-            app.state.stream = Stream(app.state.engines, settings)
+            from livehost.server.livestream.cluster import make_stream  # under a lease with a Postgres storage.url
+            app.state.stream = make_stream(app.state.engines, settings)
             await app.state.stream.start()
         yield
         if app.state.stream is not None:

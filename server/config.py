@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Literal, Optional
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from livehost.speech.registry import model_cache_dir
@@ -150,6 +150,24 @@ class ServerSettings(Section):
     log_level: str = "info"
 
 
+class ClusterSettings(Section):
+    """Several nodes on one PostgreSQL storage.url (README: Deployment): which stream they share, and its lease."""
+    node_id: Optional[str] = Field(None, description="this node's name in leases (default: host:port:pid:random)")
+    stream_id: str = Field("default", min_length=1, max_length=128, description="nodes with the same stream_id "
+                           "host one stream between them: the lease holder hosts it, the others stand by")
+    lease_s: float = Field(10.0, ge=2, le=300, description="a dead holder's stream is taken over within lease_s + "
+                           "heartbeat_s")
+    heartbeat_s: float = Field(3.0, gt=0, le=60, description="the holder renews, and standbys try, this often")
+    ingest_backlog: int = Field(1000, ge=1, description="chat events relayed to the host that may wait at once")
+    ingest_max_age_s: float = Field(60.0, gt=0, description="relayed chat older than this is not answered")
+
+    @model_validator(mode="after")
+    def _heartbeat_within_lease(self) -> "ClusterSettings":
+        if self.heartbeat_s * 2 > self.lease_s:
+            raise ValueError(f"heartbeat_s ({self.heartbeat_s}) must be at most half of lease_s ({self.lease_s})")
+        return self
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LIVEHOST_", env_nested_delimiter="__", extra="forbid")
 
@@ -165,6 +183,7 @@ class Settings(BaseSettings):
     avatar: AvatarSettings = Field(default_factory=AvatarSettings)
     memory: MemorySettings = Field(default_factory=MemorySettings)
     stream: StreamSettings = Field(default_factory=StreamSettings)
+    cluster: ClusterSettings = Field(default_factory=ClusterSettings)
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings):

@@ -9,6 +9,9 @@
     POST /v1/stream/say      {"text": "..."}: the host says this line next, as written
     WS   /v1/stream/mic      the streamer's microphone, binary pcm16 mono (?rate=16000): the host yields to it
     WS   /v1/stream/events   what the host says, as it says it (overlays)            API key or client token
+
+On a cluster standby (livestream/cluster.py) chat is relayed to the holder; GET /v1/stream says who holds the
+stream; the other calls, the microphone and overlays answer 409 / close with 1013 there: use the holder's address.
 """
 from __future__ import annotations
 
@@ -40,9 +43,25 @@ class SayBody(BaseModel):
     text: str = Field(min_length=1, max_length=500)
 
 
-def _host(request: Request) -> Any:
+def _stream(request: Request) -> Any:
     request.app.state.gate.require_operator(request.headers)  # a key; keyless: local programs, never web pages
-    return request.app.state.stream.host
+    return request.app.state.stream
+
+
+def _host(request: Request) -> Any:
+    stream = _stream(request)
+    if stream.host is None:
+        raise HTTPException(409, f"this node ({stream.node_id}) is not hosting the stream right now; GET /v1/stream "
+                                 f"names the node that is")
+    return stream.host
+
+
+async def _ingest(stream: Any, payload: Any) -> dict:
+    """On the host: into its queue. On a standby: checked the same way, then relayed to the host."""
+    if stream.host is not None:
+        return ingest_payload(stream.host, payload)
+    from .relay import relay_payload
+    return await relay_payload(stream.relay, payload, ingest_payload)
 
 
 def ingest_payload(host: Any, payload: Any, nested: bool = False) -> dict:
@@ -61,7 +80,7 @@ def ingest_payload(host: Any, payload: Any, nested: bool = False) -> dict:
 
 @router.post("/chat", summary="Feed chat events (a bot or platform bridge)")
 async def post_chat(request: Request) -> dict:
-    host = _host(request)
+    stream = _stream(request)
     limit = request.app.state.settings.server.max_message_bytes
     body = b""
     async for chunk in request.stream():  # read no further than the limit: a huge body is refused, not held
@@ -73,7 +92,7 @@ async def post_chat(request: Request) -> dict:
         payload = decode_message(body)
     except ProtocolError as exc:
         raise HTTPException(400, exc.message.replace("message", "body", 1)) from None
-    result = ingest_payload(host, payload)
+    result = await _ingest(stream, payload)
     if "error" in result:
         raise HTTPException(400, result["error"])
     return result
@@ -81,7 +100,10 @@ async def post_chat(request: Request) -> dict:
 
 @router.get("", summary="What the host is doing")
 async def state(request: Request) -> dict:
-    return _host(request).state()
+    stream = _stream(request)
+    if stream.host is None:
+        return await stream.standby_state()
+    return {**stream.host.state(), **({"role": "host", "node": stream.node_id} if hasattr(stream, "node_id") else {})}
 
 
 @router.post("/pause", summary="Stop taking chat")
@@ -111,7 +133,7 @@ async def say(request: Request, body: SayBody) -> dict:
     return {"position": _host(request).say(text), "text": text}
 
 
-async def _accepted(ws: WebSocket, key_only: bool) -> bool:
+async def _accepted(ws: WebSocket, key_only: bool, host_only: bool = True) -> bool:
     reason = ws.app.state.gate.why_not(presented_credential(ws.headers), key_only=key_only)
     if key_only and not reason and ws.app.state.gate.open and ws.headers.get("origin"):
         reason = "web pages may not use this endpoint on a server without API keys"
@@ -122,14 +144,18 @@ async def _accepted(ws: WebSocket, key_only: bool) -> bool:
         await ws.close(code=1011, reason="livestream mode is not running (start it with `livehost stream`)")
         return False
     await ws.accept(subprotocol=chosen_subprotocol(ws.headers))
+    if host_only and ws.app.state.stream.host is None:  # accepted first: a close before it is a bare HTTP 403
+        await ws.close(code=1013, reason="this node is not hosting the stream right now; GET /v1/stream names the "
+                                         "node that is")
+        return False
     return True
 
 
 @router.websocket("/chat")
 async def chat_socket(ws: WebSocket) -> None:
-    if not await _accepted(ws, key_only=True):
+    if not await _accepted(ws, key_only=True, host_only=False):
         return
-    host, limit = ws.app.state.stream.host, ws.app.state.settings.server.max_message_bytes
+    stream, limit = ws.app.state.stream, ws.app.state.settings.server.max_message_bytes
     try:
         while True:
             message = await ws.receive()
@@ -144,7 +170,10 @@ async def chat_socket(ws: WebSocket) -> None:
             except ProtocolError as exc:
                 await ws.send_json({"error": exc.message})
                 continue
-            await ws.send_json(ingest_payload(host, payload))
+            try:
+                await ws.send_json(await _ingest(stream, payload))
+            except HTTPException as exc:  # a standby could not relay it: the bot keeps it and sends it again
+                await ws.send_json({"error": exc.detail})
     except (WebSocketDisconnect, RuntimeError):
         return
 
