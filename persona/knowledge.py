@@ -178,14 +178,16 @@ class KnowledgeBase:
         vectors = self.embedder.embed([text for _, text in pieces], "passage")  # outside the lock: the slow part
         with self._lock:
             with self.db.transaction() as tx:
+                # the source row first: on PostgreSQL it locks this source until commit, so two nodes syncing the
+                # same card at once replace its chunks one after the other instead of both inserting them
+                tx.execute("INSERT INTO sources (character, source, digest, chunks, added_at) VALUES (?, ?, ?, ?, ?) "
+                           "ON CONFLICT (character, source) DO UPDATE SET digest=?, chunks=?, added_at=?",
+                           (character, source, digest, len(pieces), time.time(), digest, len(pieces), time.time()))
                 tx.execute("DELETE FROM chunks WHERE character=? AND source=?", (character, source))
                 new = [tx.execute("INSERT INTO chunks (character, source, locator, text, embedding) "
                                   "VALUES (?, ?, ?, ?, ?) RETURNING id",
                                   (character, source, loc, text, vec.tobytes())).fetchone()[0]
                        for (loc, text), vec in zip(pieces, vectors)]
-                tx.execute("INSERT INTO sources (character, source, digest, chunks, added_at) VALUES (?, ?, ?, ?, ?) "
-                           "ON CONFLICT (character, source) DO UPDATE SET digest=?, chunks=?, added_at=?",
-                           (character, source, digest, len(new), time.time(), digest, len(new), time.time()))
                 bump(tx, character)
             self._indexes.pop(character, None)  # reloaded on next use
         return len(new)

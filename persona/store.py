@@ -220,3 +220,15 @@ class WriteQueue:
         if self._items:
             log.error("%s: %d queued writes were not saved: storage still unreachable at shutdown", self.name,
                       len(self._items))
+
+
+def storage_health(store: Any) -> dict:
+    """/healthz's storage part: the kind, where (password hidden), whether it answers now, writes waiting/dropped."""
+    if store is None:
+        return {"kind": "off"}
+    if getattr(store, "db", None) is None:  # a memory without a database (a test double)
+        return {"kind": type(store).__name__}
+    queue = getattr(store, "queue", None)
+    return {"kind": store.db.kind, "where": store.db.where, "reachable": store.db.ping(),
+            "queued_writes": len(queue) if queue is not None else 0,
+            "dropped_writes": queue.dropped if queue is not None else 0}

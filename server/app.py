@@ -9,10 +9,12 @@ from pathlib import Path
 from typing import Optional
 
 from fastapi import FastAPI, HTTPException, Request, Response
+from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from livehost import web_client
+from livehost.persona.store import StorageUnavailable, storage_health
 from livehost.persona.voices import prepare_voices, voice_status
 from livehost.server import metrics
 from livehost.server.auth import Gate
@@ -73,6 +75,10 @@ def create_app(settings: Settings, engines: Optional[Engines] = None, stream: bo
         log.warning("listening on %s with no server.api_keys: anyone who can reach this address can use the API "
                     "(and run up the server's work); set api_keys for anything beyond this machine", s.host)
 
+    @app.exception_handler(StorageUnavailable)
+    async def storage_down(request: Request, exc: StorageUnavailable) -> JSONResponse:
+        return JSONResponse({"detail": f"{exc}; try again shortly"}, status_code=503)  # e.g. an erasure
+
     def public(request: Request, tokens: bool = False) -> None:
         """/healthz, /metrics, /v1/characters: public only by choice (server.public_metrics) once keys are set."""
         if not s.public_metrics:
@@ -85,7 +91,9 @@ def create_app(settings: Settings, engines: Optional[Engines] = None, stream: bo
         return {"status": "ok", "uptime_s": round(time.time() - app.state.started, 1),
                 "sessions": sum(int(m.value) for m in _gauge_samples()),
                 "engines": {"asr": f"{s.asr.engine}:{s.asr.model}", "llm": f"{s.llm.engine}:{s.llm.model or 'bundled'}",
-                            "tts": f"{s.tts.engine}:{s.tts.voice or 'bundled'}", "vad": s.vad.engine}}
+                            "tts": f"{s.tts.engine}:{s.tts.voice or 'bundled'}", "vad": s.vad.engine},
+                # replies go on while shared storage is down (memory writes queue): reported here, status stays ok
+                "storage": storage_health(app.state.engines.memory)}
 
     @app.get("/metrics")
     def prometheus(request: Request) -> Response:

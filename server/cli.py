@@ -68,8 +68,11 @@ def _run(settings: Settings, stream: bool) -> None:
     from livehost.server.app import create_app
     level = settings.server.log_level.upper()
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from livehost.persona.store import StorageError
     try:
         app = create_app(settings, stream=stream)
+    except StorageError as exc:  # PostgreSQL unreachable at start: the URL (password hidden) and what to check
+        raise click.ClickException(str(exc)) from None
     except Exception as exc:  # a model that cannot load is the user's config problem, shown plainly
         logging.getLogger("livehost").debug("load failed", exc_info=True)
         raise click.ClickException(f"could not load the engines: {exc}") from None
@@ -132,7 +135,8 @@ def _knowledge(config: Optional[str]):
     settings = _settings(config, {})
     characters = load_characters(settings)
     languages = sorted({lang for c in characters.list() for lang in c.languages})
-    memory, knowledge = open_stores(Path(settings.data_dir), settings.memory.embeddings, languages)
+    memory, knowledge = open_stores(Path(settings.data_dir), settings.memory.embeddings, languages,
+                                    settings.storage.url, settings.storage.max_queued_writes)
     memory.close()
     return characters, knowledge
 
@@ -191,6 +195,43 @@ def kb_remove(config: Optional[str], character: str, source: str) -> None:
     _, knowledge = _knowledge(config)
     click.echo(f"removed {knowledge.remove(character, source)} chunks")
     knowledge.close()
+
+
+@main.group()
+def db() -> None:
+    """The shared database of a multi-node deployment (storage.url: postgresql://...)."""
+
+
+@db.command("migrate")
+@config_option
+@click.option("--to", "url", metavar="URL", help="postgresql://user:password@host:5432/db (default: storage.url).")
+@click.option("--data-dir", "data_dir", type=click.Path(file_okay=False), help="The SQLite data dir to copy "
+              "(default: data_dir from the settings).")
+def db_migrate(config: Optional[str], url: Optional[str], data_dir: Optional[str]) -> None:
+    """Copy a SQLite data dir's memory and knowledge into PostgreSQL (idempotent: a second run gives the same rows).
+
+    Run it once before the nodes switch to storage.url; SQLite files are only read.
+    """
+    from livehost.persona.store import StorageError, is_postgres_url, redact
+    from livehost.persona.store_migrate import migrate_store, sqlite_stores
+    from livehost.persona.store_postgres import PostgresDatabase
+    settings = _settings(config, {})
+    url = url or settings.storage.url
+    if not url or not is_postgres_url(url):
+        raise click.ClickException("give --to postgresql://user:password@host:port/database (or set storage.url)"
+                                   + (f"; {redact(url)!r} is not one" if url else ""))
+    source = Path(data_dir) if data_dir else Path(settings.data_dir)
+
+    def bar(rows, desc, total):
+        return tqdm(rows, desc=desc, total=total, unit="row", leave=False)
+    try:
+        PostgresDatabase(url, "memory").close()  # unreachable: say so before anything else
+        for path in sqlite_stores(source):
+            copied = migrate_store(path, url, bar)
+            click.echo(f"{path}: " + ", ".join(f"{n} {table}" for table, n in copied.items())
+                       + f" -> {redact(url)} (schema {path.stem.replace('-', '_')})")
+    except StorageError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @main.command("config")

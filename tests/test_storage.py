@@ -189,3 +189,73 @@ def test_erasure_voids_writes_still_queued(postgres_server):
     assert len(a.queue) == 0
     assert a.queue.flush() and a.list("fi") == []
     a.close()
+
+
+def test_db_migrate_copies_a_sqlite_data_dir_idempotently(tmp_path, fresh_postgres_url):
+    from click.testing import CliRunner
+
+    from livehost.server.cli import main
+    data = tmp_path / "data"
+    local = MemoryStore(data / "memory.db", EMB)
+    ids = [local.add("ada", f"fact {i}", importance=i / 10) for i in range(10)]
+    local.add("bo", "The user loves jazz")
+    local.erase("ada", ids[3])
+    local.close()
+    kb = KnowledgeBase(data / "knowledge-hash.db", EMB)
+    kb.add_text("mika", "faq.md", "# Returns\nFree within 30 days.\n\n# Shipping\nThree days to Norway.")
+    kb.close()
+
+    def rows(url):
+        import psycopg
+        with psycopg.connect(url) as conn:
+            return (conn.execute("SELECT * FROM memory.memories ORDER BY id").fetchall(),
+                    conn.execute("SELECT * FROM knowledge_hash.chunks ORDER BY id").fetchall(),
+                    conn.execute("SELECT character, source, digest, chunks FROM knowledge_hash.sources").fetchall())
+    runner = CliRunner()
+    first = runner.invoke(main, ["db", "migrate", "--to", fresh_postgres_url, "--data-dir", str(data)])
+    assert first.exit_code == 0, first.output
+    assert "10 memories" in first.output and "2 chunks, 1 sources" in first.output
+    copied = rows(fresh_postgres_url)
+    second = runner.invoke(main, ["db", "migrate", "--to", fresh_postgres_url, "--data-dir", str(data)])
+    assert second.exit_code == 0, second.output
+    assert rows(fresh_postgres_url) == copied and len(copied[0]) == 10  # the same rows, ids kept
+    assert ids[3] not in [r[0] for r in copied[0]]  # what was erased stays erased
+    shared = node(fresh_postgres_url)
+    assert texts(shared, "ada", "fact 7") == ["fact 7"] and shared.count("bo") == 1
+    new = shared.add("ada", "a fact written after the migration")
+    assert new > max(r[0] for r in copied[0])  # the id sequence continues past the copied ids
+    shared.close()
+    shared_kb = KnowledgeBase(open_database(fresh_postgres_url, None, "knowledge-hash"), EMB)
+    assert shared_kb.sources("mika") == ["faq.md"]
+    assert shared_kb.add_text("mika", "faq.md", "# Returns\nFree within 30 days.\n\n# Shipping\nThree days to "
+                              "Norway.") == 2  # the copied digest: an unchanged file is not embedded again
+    shared_kb.close()
+
+
+def test_db_migrate_errors_are_clear(tmp_path, fresh_postgres_url):
+    from click.testing import CliRunner
+
+    from livehost.server.cli import main
+    runner = CliRunner()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    out = runner.invoke(main, ["db", "migrate", "--to", fresh_postgres_url, "--data-dir", str(empty)])
+    assert out.exit_code == 1 and "no memory.db or knowledge-*.db" in out.output
+    out = runner.invoke(main, ["db", "migrate", "--to", "sqlite:///x", "--data-dir", str(empty)])
+    assert out.exit_code == 1 and "postgresql://" in out.output
+    out = runner.invoke(main, ["db", "migrate", "--to", f"postgresql://u:pw9@127.0.0.1:{_closed_port()}/x",
+                               "--data-dir", str(tmp_path)])
+    assert out.exit_code == 1 and "cannot reach PostgreSQL" in out.output and "pw9" not in out.output
+    # a target that already holds other rows under the same ids: refused, nothing written
+    other = node(fresh_postgres_url)
+    other.add("zed", "someone else's fact")
+    other.close()
+    data = tmp_path / "data"
+    local = MemoryStore(data / "memory.db", EMB)
+    local.add("ada", "The user's name is Ada")
+    local.close()
+    out = runner.invoke(main, ["db", "migrate", "--to", fresh_postgres_url, "--data-dir", str(data)])
+    assert out.exit_code == 1 and "already used" in out.output and "new database" in out.output
+    check = node(fresh_postgres_url)
+    assert check.users() == [("zed", 1)]
+    check.close()
