@@ -135,8 +135,12 @@ def _knowledge(config: Optional[str]):
     settings = _settings(config, {})
     characters = load_characters(settings)
     languages = sorted({lang for c in characters.list() for lang in c.languages})
-    memory, knowledge = open_stores(Path(settings.data_dir), settings.memory.embeddings, languages,
-                                    settings.storage.url, settings.storage.max_queued_writes)
+    from livehost.persona.store import StorageError
+    try:
+        memory, knowledge = open_stores(Path(settings.data_dir), settings.memory.embeddings, languages,
+                                        settings.storage.url, settings.storage.max_queued_writes)
+    except StorageError as exc:  # PostgreSQL unreachable: the URL (password hidden) and what to check
+        raise click.ClickException(str(exc)) from None
     memory.close()
     return characters, knowledge
 

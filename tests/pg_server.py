@@ -45,7 +45,8 @@ def _free_port() -> int:
 class PostgresServer:
     """initdb into a temp dir, start on 127.0.0.1:<free port>, trust auth for one superuser `livehost`."""
 
-    def __init__(self, bindir: Path | None = None):
+    def __init__(self, bindir: Path | None = None, fsync: bool = False):
+        self.fsync = fsync  # off for tests (speed); the storage bench turns it on, as a real deployment has it
         self.bindir = bindir or pg_bindir()
         if self.bindir is None:
             raise RuntimeError("PostgreSQL server binaries not found (apt-get install postgresql)")
@@ -86,7 +87,8 @@ class PostgresServer:
         # Loopback TCP only; the socket dir is our temp dir (not /var/run/postgresql, which may not exist in CI).
         with open(self.datadir / "postgresql.conf", "a") as conf:
             conf.write(f"\nlisten_addresses = '127.0.0.1'\nport = {self.port}\n"
-                       f"unix_socket_directories = '{self.base}'\nfsync = off\nmax_connections = 200\n")
+                       f"unix_socket_directories = '{self.base}'\nfsync = {'on' if self.fsync else 'off'}\n"
+                       f"max_connections = 200\n")
         return self
 
     def start(self) -> "PostgresServer":

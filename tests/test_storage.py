@@ -259,3 +259,29 @@ def test_db_migrate_errors_are_clear(tmp_path, fresh_postgres_url):
     check = node(fresh_postgres_url)
     assert check.users() == [("zed", 1)]
     check.close()
+
+
+def test_serve_does_not_start_when_postgres_is_unreachable(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from livehost.server.cli import main
+    monkeypatch.setenv("LIVEHOST_STORAGE__URL", f"postgresql://livehost:hunter22@127.0.0.1:{_closed_port()}/livehost")
+    monkeypatch.setenv("LIVEHOST_DATA_DIR", str(tmp_path))
+    started = time.monotonic()
+    out = CliRunner().invoke(main, ["serve", "--port", str(_closed_port())])
+    assert out.exit_code == 1, out.output
+    assert "cannot reach PostgreSQL at postgresql://livehost:***@127.0.0.1" in out.output and "hunter22" not in out.output
+    assert "listening" not in out.output
+    assert time.monotonic() - started < 30  # refused before any model is loaded (they would be refused here anyway)
+
+
+def test_kb_commands_name_an_unreachable_postgres(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from livehost.persona import retrieval
+    from livehost.server.cli import main
+    monkeypatch.setattr(retrieval.EMBEDDINGS, "shared", lambda name: EMB)  # no model: the storage is tested
+    monkeypatch.setenv("LIVEHOST_STORAGE__URL", f"postgresql://livehost:pw-x1@127.0.0.1:{_closed_port()}/livehost")
+    monkeypatch.setenv("LIVEHOST_DATA_DIR", str(tmp_path))
+    out = CliRunner().invoke(main, ["kb", "list", "mika"])
+    assert out.exit_code == 1 and "cannot reach PostgreSQL" in out.output and "pw-x1" not in out.output
