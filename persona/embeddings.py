@@ -34,9 +34,7 @@ from __future__ import annotations
 
 import logging
 import re
-import sqlite3
 import threading
-from pathlib import Path
 from typing import Literal, Protocol
 
 import numpy as np
@@ -222,43 +220,3 @@ class VectorIndex:
         # einsum runs single-threaded without BLAS: a threaded BLAS call right after an embedding contends with the
         # engine's spinning OpenMP threads on small machines (measured p95 116 ms vs 26 ms at 50,000 rows, 2 cores).
         return self._ids[:self.n], np.einsum("ij,j->i", self._matrix[:self.n], np.asarray(vector, np.float32))
-
-
-def open_db(path: Path, schema: str) -> sqlite3.Connection:
-    """A connection shared by threads (callers hold a lock): WAL, commits survive a killed process, deletes zeroed."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    db = sqlite3.connect(str(path), check_same_thread=False, timeout=10)
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA synchronous=NORMAL")  # in WAL mode: durable against a crashed process, not a power cut
-    db.execute("PRAGMA secure_delete=ON")  # deleted rows are overwritten with zeros, not just unlinked
-    db.executescript("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);" + schema)
-    return db
-
-
-def reembed_if_engine_changed(db: sqlite3.Connection, table: str, embedder: Embedder, batch: int = 64) -> int:
-    """Vectors from another engine live in another space: re-embed every stored text once after a switch."""
-    key = f"embedder:{table}"
-    row = db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
-    wanted = f"{embedder.name}/{embedder.dim}"
-    if row and row[0] == wanted:
-        return 0
-    rows = db.execute(f"SELECT id, text FROM {table}").fetchall() if row else []
-    if rows:
-        log.warning("%s: embeddings came from %s, now %s: re-embedding %d texts", table, row[0], wanted, len(rows))
-    with db:
-        for start in range(0, len(rows), batch):
-            part = rows[start:start + batch]
-            vectors = embedder.embed([r[1] for r in part], "passage")
-            db.executemany(f"UPDATE {table} SET embedding=? WHERE id=?",
-                           [(v.tobytes(), r[0]) for v, r in zip(vectors, part)])
-        db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, wanted))
-    return len(rows)
-
-
-def purge_wal(db: sqlite3.Connection) -> None:
-    """Copy the WAL into the database and truncate it, so deleted text no longer lies in old WAL frames."""
-    busy, _, _ = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-    if busy:
-        log.warning("WAL checkpoint blocked by another reader: erased text may stay in the -wal file until the "
-                    "next checkpoint")

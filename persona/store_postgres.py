@@ -1,8 +1,9 @@
 """PostgreSQL, shared by every node of a deployment (storage.url: postgresql://user:password@host:5432/db).
 
 Each store gets its own schema (memory, knowledge_minilm, ...), so the SQL of the stores is the same as on SQLite.
-One connection per store, shared by threads under a lock, reconnected on demand. A lost connection raises
-StorageUnavailable at once; reconnects are tried at most every RECONNECT_S so an outage costs each turn nothing.
+One connection per store, shared by threads under a lock. A lost connection raises StorageUnavailable at once, and
+so does every use while it is down; a background thread reconnects every RECONNECT_S, so an outage costs a turn
+no waiting. A connection idle for IDLE_CHECK_S is checked first, so a restarted server is simply reconnected.
 At start an unreachable server is a StorageError naming the URL (password hidden) and what to check.
 """
 from __future__ import annotations
@@ -58,12 +59,14 @@ class PostgresDatabase:
         self.schema = re.sub(r"[^a-z0-9_]", "_", name.lower())
         self._lock = threading.RLock()
         self._conn: Optional[psycopg.Connection] = None
-        self._retry_at = 0.0
         self._used_at = 0.0
         self.reachable = False
         self.last_error = ""
+        self._started = self._closed = False
+        self._reconnector: Optional[threading.Thread] = None
         try:
             self._connect(first=True)
+            self._started = True
         except StorageUnavailable as exc:
             raise StorageError(
                 f"cannot reach PostgreSQL at {self.where} (storage.url): {self.last_error}. Check that the server "
@@ -72,7 +75,15 @@ class PostgresDatabase:
 
     # ---- the connection -----------------------------------------------------------------------------------------
 
+    def _open(self) -> psycopg.Connection:
+        return psycopg.connect(
+            self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S, application_name="livehost",
+            options=f"-c search_path={self.schema} -c statement_timeout={STATEMENT_TIMEOUT_MS}",
+            keepalives=1, keepalives_idle=10, keepalives_interval=5, keepalives_count=3)
+
     def _connect(self, first: bool = False) -> psycopg.Connection:
+        """The connection (caller holds the lock). Known to be down: StorageUnavailable at once; a turn never waits
+        on a reconnect, the background reconnector makes it."""
         if self._conn is not None and not self._conn.closed:
             if time.monotonic() - self._used_at < IDLE_CHECK_S:
                 self._used_at = time.monotonic()
@@ -84,19 +95,13 @@ class PostgresDatabase:
             except LOST:
                 self._conn.close()
                 self._conn = None
-                self._retry_at = 0.0
-        if not first and time.monotonic() < self._retry_at:
+        elif not first and not self.reachable:
             raise StorageUnavailable(f"PostgreSQL at {self.where} unreachable: {self.last_error}")
         try:
-            self._conn = psycopg.connect(
-                self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S, application_name="livehost",
-                options=f"-c search_path={self.schema} -c statement_timeout={STATEMENT_TIMEOUT_MS}",
-                keepalives=1, keepalives_idle=10, keepalives_interval=5, keepalives_count=3)
+            self._conn = self._open()
         except LOST as exc:
             self._lost(exc)
             raise StorageUnavailable(f"PostgreSQL at {self.where} unreachable: {self.last_error}") from exc
-        if not self.reachable and not first:
-            log.warning("PostgreSQL at %s reachable again (%s)", self.where, self.schema)
         self.reachable = True
         self._used_at = time.monotonic()
         return self._conn
@@ -108,13 +113,33 @@ class PostgresDatabase:
             log.error("PostgreSQL at %s lost (%s): %s; replies go on from the node's cache, memory writes queue",
                       self.where, self.schema, self.last_error)
         self.reachable = False
-        self._retry_at = time.monotonic() + RECONNECT_S
         if self._conn is not None:
             try:
                 self._conn.close()
             except Exception:
                 pass
             self._conn = None
+        if self._started and not self._closed and not (self._reconnector and self._reconnector.is_alive()):
+            self._reconnector = threading.Thread(target=self._reconnect, name=f"livehost-pg-{self.schema}",
+                                                 daemon=True)
+            self._reconnector.start()
+
+    def _reconnect(self) -> None:
+        """Every RECONNECT_S until the server answers (outside the lock: nobody waits on a slow connect)."""
+        while not self._closed:
+            time.sleep(RECONNECT_S)
+            try:
+                conn = self._open()
+            except LOST as exc:
+                self.last_error = " ".join(str(exc).split()).replace(self.url, self.where)
+                continue
+            with self._lock:
+                if self._closed or self._conn is not None:
+                    conn.close()
+                    return
+                self._conn, self.reachable, self._used_at = conn, True, time.monotonic()
+            log.warning("PostgreSQL at %s reachable again (%s)", self.where, self.schema)
+            return
 
     @contextmanager
     def _using(self) -> Iterator[psycopg.Connection]:
@@ -164,6 +189,7 @@ class PostgresDatabase:
             return False
 
     def close(self) -> None:
+        self._closed = True
         with self._lock:
             if self._conn is not None:
                 self._conn.close()

@@ -242,8 +242,12 @@ def db_migrate(config: Optional[str], url: Optional[str], data_dir: Optional[str
 @config_option
 def show_config(config: Optional[str]) -> None:
     """Print the effective settings (defaults, file and environment merged) as YAML."""
+    from livehost.persona.store import redact
     settings = _settings(config, {})
-    yaml.safe_dump(settings.model_dump(mode="json"), sys.stdout, sort_keys=False)
+    data = settings.model_dump(mode="json")
+    if data["storage"]["url"]:
+        data["storage"]["url"] = redact(data["storage"]["url"])  # printed settings get pasted into issues
+    yaml.safe_dump(data, sys.stdout, sort_keys=False)
 
 
 if __name__ == "__main__":
