@@ -10,13 +10,14 @@ uses its cache, so a write or an erasure on node A is seen by node B on its next
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections import deque
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, Callable, Optional, Protocol
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 log = logging.getLogger("livehost.storage")
 
@@ -77,13 +78,13 @@ def is_postgres_url(url: Optional[str]) -> bool:
 def redact(url: str) -> str:
     """The URL with its password replaced by ***, for logs, errors and /healthz."""
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    out = url
+    if parts.query:  # ?password=... is libpq's too
+        out = out.replace("?" + parts.query, "?" + re.sub(r"(?i)(^|&)(password=)[^&]*", r"\1\2***", parts.query), 1)
+    if parts.password is not None:
+        head, _, tail = parts.netloc.rpartition("@")
+        out = out.replace(parts.netloc, f"{head.split(':', 1)[0]}:***@{tail}", 1)
+    return out
 
 
 def open_database(url: Optional[str], data_dir: Path, name: str) -> Database:

@@ -67,6 +67,9 @@ class PostgresDatabase:
         try:
             self._connect(first=True)
             self._started = True
+        except psycopg.ProgrammingError as exc:  # the URL itself cannot be parsed (a bad port, an unknown option)
+            raise StorageError(f"storage.url {self.where} is not a usable PostgreSQL URL: "
+                               f"{' '.join(str(exc).split())}") from None
         except StorageUnavailable as exc:
             raise StorageError(
                 f"cannot reach PostgreSQL at {self.where} (storage.url): {self.last_error}. Check that the server "

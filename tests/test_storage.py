@@ -127,6 +127,8 @@ def test_unreachable_at_start_is_a_clear_error_without_the_password():
     assert "s3cret-pw" not in message and "postgresql://livehost:***@127.0.0.1" in message
     assert "storage.url" in message and "running" in message and "pg_hba.conf" in message
     assert redact("postgresql://u@h/db") == "postgresql://u@h/db"
+    assert redact("postgresql://u@h/db?sslmode=require&password=pw2") == "postgresql://u@h/db?sslmode=require&password=***"
+    assert redact("postgresql:///db?host=/run/pg") == "postgresql:///db?host=/run/pg"
 
 
 def test_only_postgresql_urls_are_taken(tmp_path):
