@@ -31,7 +31,9 @@ _MIN_AUDIO_S = 0.1  # shorter than this there is nothing to hear; skip the model
 # tests/test_asr.py). But Whisper was trained on 30 s windows only: without the long run of silence after the
 # speech, the decoder cannot see that the speech has ended and reads it again (decoded with timestamps, the copies
 # sit at 2 s, 4 s, 6 s, past the end of a 2.5 s clip). So a short decode that runs into its token cap or repeats a
-# phrase back to back is decoded again over the full 30 s window, which reads each word once (a rare, ~0.3 s cost).
+# phrase back to back is decoded again over the full 30 s window, which reads each word once (~0.3-0.45 s on 2 cores),
+# except the commonest loop: the cap filled by the whole utterance read again from its first word, whose first
+# reading is the transcript (`said_once`; half of bench/voice_loop.py's phrases, which cost that re-decode every turn).
 _SHORT_PAD_S = 1.0
 _SHORT_MAX_S = 25.0
 # a cap on tokens per second of audio, not an estimate: fast English is ~4 Whisper tokens/s, Chinese nearly twice that
@@ -259,6 +261,8 @@ class FasterWhisperASR:
         if result.no_speech_prob > 0.6 and avg_logprob < -1.0:  # faster-whisper's own rule for "nobody spoke"
             return "", language, False
         text = tokenizer.decode(ids).strip()
+        if len(ids) >= cap and (once := said_once(text)):
+            return once, language, False  # the loop read the whole utterance again: one reading is the transcript
         return text, language, len(ids) >= cap or repeats_back_to_back(text)
 
     def warmup(self) -> None:
@@ -299,6 +303,23 @@ def repeats_back_to_back(text: str) -> bool:
             if units[i:i + size] == units[i + size:i + 2 * size]:
                 return True
     return False
+
+
+def said_once(text: str) -> str:
+    """The utterance of a short-window loop that read it again from its first word ("ask what you can do. Ask what
+    you can do. Ask"), or "" when the text is not that. Only a decode that ran into its token cap is asked (the cap is
+    more than speech of that length holds), so a speaker's own repeats ("no, no, no") still go to the
+    full-window decode. Spaced scripts only; Chinese and Japanese go to the full window as before."""
+    words = text.split()
+    units = [re.sub(r"[^\w]", "", w.casefold()) for w in words]
+    if len(units) < 4 or not all(units):
+        return ""
+    for period in range(1, len(units) // 2 + 1):
+        last = len(units) - 1  # the cap may have cut the last word short ("... granted. Per")
+        if all(units[i] == units[i % period] for i in range(last)) and units[last % period].startswith(units[last]):
+            once = " ".join(words[:period])
+            return "" if repeats_back_to_back(once) else once
+    return ""
 
 
 def _as_float_mono(audio: np.ndarray) -> np.ndarray:

@@ -11,7 +11,8 @@ import pytest
 import soundfile as sf
 import soxr
 
-from livehost.speech.asr import ASR, FasterWhisperASR, Transcript, repeats_back_to_back, resolve_whisper_model
+from livehost.speech.asr import (ASR, FasterWhisperASR, Transcript, repeats_back_to_back, resolve_whisper_model,
+                                 said_once)
 
 JFK = Path(__file__).resolve().parent / "fixtures/audio/jfk.flac"
 MULTILINGUAL = JFK.with_name("multilingual.mp3")
@@ -83,6 +84,34 @@ def test_a_looping_short_decode_is_decoded_again_over_the_full_window(monkeypatc
     assert calls == [1.0]
     monkeypatch.setattr(asr, "_transcribe_short", lambda audio, lang: ("ask not", "en", False), raising=False)
     assert asr.transcribe(np.zeros(16000, np.float32)).text == "ask not" and calls == [1.0]
+
+
+def test_said_once():
+    """A short-window loop that read the whole utterance again from its first word: its first reading."""
+    assert said_once("ask what you can do for your country. Ask what you can do for your country. Ask") == \
+        "ask what you can do for your country."
+    assert said_once("Permission is hereby granted. Permission is hereby granted. Per") == "Permission is hereby granted."
+    assert said_once("free of charge free of charge free of charge free of") == "free of charge"
+    assert said_once("s not s not s not s") == "s not"
+    assert said_once("the the the the") == "the"
+    assert said_once("ask not what your country can do for you, ask what you can do for your country") == ""
+    assert said_once("and so my fellow Americans and so we go") == ""  # a repeat that is not the whole utterance
+    assert said_once("no, no, no") == ""  # too short to be a loop: the full window decides
+    assert said_once("谢谢你谢谢你谢谢你谢谢你") == ""  # no spaces: the full window, as before
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("start,end,once", [(0.0, 2.5, "fellow"), (0.3, 2.7, "fellow")])
+def test_a_loop_over_the_whole_utterance_costs_no_second_decode(tiny, jfk, start, end, once, monkeypatch):
+    """Clips whose short decode reads the utterance again until the token cap (measured): the first reading is the
+    transcript, without the full-window decode (~0.4 s on 2 cores, paid on half of bench/voice_loop.py's turns)."""
+    full = []
+    monkeypatch.setattr(tiny, "_transcribe_full", lambda *a: full.append(a) or Transcript("", "en", 0.0),
+                        raising=False)
+    text = norm(tiny.transcribe(jfk[int(start * 16000):int(end * 16000)]).text)
+    assert not full, "decoded again over the full window"
+    assert text.split().count(once) == 1 and text.startswith("and so"), text
+    assert not repeats_back_to_back(text), text
 
 
 @pytest.mark.parametrize("start,end,truth", [(0.3, 2.7, "and so my fellow americans"), (3.2, 4.9, "ask not"),
