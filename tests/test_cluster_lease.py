@@ -159,3 +159,18 @@ async def test_relayed_chat_waits_for_a_holder_is_bounded_and_old_chat_is_skippe
         serving.cancel()
         await asyncio.gather(serving, return_exceptions=True)
         await late.close()
+
+
+async def test_chat_for_a_standby_with_no_database_is_refused_whole_not_lost():
+    from fastapi import HTTPException
+
+    from livehost.server.livestream.relay import relay_payload
+    from livehost.server.livestream.routes import ingest_payload
+    from pg_server import _free_port
+    relay = ChatRelay(f"postgresql://livehost@127.0.0.1:{_free_port()}/livehost", "s1")  # nothing listens
+    bad = await relay_payload(relay, {"platform": "x", "type": "message"}, ingest_payload)
+    assert "user" in bad["error"], "a bad event is refused before the database is asked"
+    with pytest.raises(HTTPException) as refused:
+        await relay_payload(relay, [chat("one"), chat("two")], ingest_payload)
+    assert refused.value.status_code == 503 and "send it again" in refused.value.detail
+    await relay.close()

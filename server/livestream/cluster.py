@@ -59,9 +59,17 @@ class LeasedStream:
         self._starting = asyncio.get_running_loop().create_task(self._start_stream(), name="stream start")
 
     async def _start_stream(self) -> None:
-        stream = Stream(self.engines, self.settings)
-        self.stream = stream  # before start(): _lose closes it even half started
-        await stream.start()
+        while True:  # the lease is ours: keep trying to host (another node cannot while we hold it)
+            stream = Stream(self.engines, self.settings)
+            self.stream = stream  # before start(): _lose closes it even half started
+            try:
+                await stream.start()
+                break
+            except Exception:  # noqa: BLE001 - logged; tried again after a heartbeat
+                log.exception("stream %s did not start on this node; trying again", self.settings.cluster.stream_id)
+                self.stream = None
+                await stream.close()
+                await asyncio.sleep(self.lease.heartbeat_s)
         self._relay_task = asyncio.get_running_loop().create_task(self.relay.serve(stream.host.ingest),
                                                                   name="chat relay")
         log.info("hosting stream %s on this node (%s)", self.settings.cluster.stream_id, self.node_id)
