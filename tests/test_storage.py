@@ -289,3 +289,38 @@ def test_kb_commands_name_an_unreachable_postgres(tmp_path, monkeypatch):
     monkeypatch.setenv("LIVEHOST_DATA_DIR", str(tmp_path))
     out = CliRunner().invoke(main, ["kb", "list", "mika"])
     assert out.exit_code == 1 and "cannot reach PostgreSQL" in out.output and "pw-x1" not in out.output
+
+
+def test_open_stores_sqlite_by_default_postgres_by_url(tmp_path, fresh_postgres_url, monkeypatch):
+    from livehost.persona import retrieval
+    monkeypatch.setattr(retrieval.EMBEDDINGS, "shared", lambda name: EMB)  # no model: where the rows go is tested
+    memory, knowledge = retrieval.open_stores(tmp_path, "minilm", ["en"])
+    assert memory.db.kind == knowledge.db.kind == "sqlite"
+    assert (tmp_path / "memory.db").exists() and (tmp_path / "knowledge-minilm.db").exists()
+    memory.close(), knowledge.close()
+    memory, knowledge = retrieval.open_stores(tmp_path / "unused", "minilm", ["en"], fresh_postgres_url)
+    assert memory.db.kind == knowledge.db.kind == "postgresql" and knowledge.db.schema == "knowledge_minilm"
+    memory.add("ada", "The user's name is Ada")
+    knowledge.add_text("mika", "faq.md", "# Returns\nFree within 30 days.")
+    memory.close(), knowledge.close()
+    with _raw(fresh_postgres_url) as conn:
+        assert conn.execute("SELECT count(*) FROM memory.memories").fetchone()[0] == 1
+        assert conn.execute("SELECT count(*) FROM knowledge_minilm.chunks").fetchone()[0] == 1
+    assert not (tmp_path / "unused" / "memory.db").exists()
+
+
+def test_two_nodes_syncing_the_same_source_at_once_keep_one_copy(fresh_postgres_url):
+    import threading
+    nodes = [KnowledgeBase(open_database(fresh_postgres_url, None, "knowledge-hash"), EMB) for _ in range(2)]
+    for round_ in range(3):
+        text = "\n\n".join(f"# Part {i}\nRound {round_}, paragraph {i}." for i in range(20))
+        barrier = threading.Barrier(2)
+        threads = [threading.Thread(target=lambda kb=kb: (barrier.wait(), kb.add_text("mika", "faq.md", text)))
+                   for kb in nodes]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert nodes[0].count("mika") == 20 and nodes[1].sources("mika") == ["faq.md"]
+    for kb in nodes:
+        kb.close()
