@@ -110,6 +110,7 @@ class MemoryStore:
         self._floors = MIN_SCORE.get(family, {"latin": 0.0, "cjk": 0.0})
         self._duplicate = DUPLICATE.get(family, 0.92)
         self._warned = False
+        self._skipped_touches = 0
         self._erasures: dict[str, int] = {}  # per user: full erasures so far (a queued write from before is void)
         self.queue = WriteQueue("memory", max_queued_writes) if self.db.shared else None
         with self._lock:
@@ -343,4 +344,11 @@ class MemoryStore:
             except StorageUnavailable:
                 if self.queue is None:
                     raise
-                self._enqueue(user_id, write, f"recency of {len(ids)} memories of user {user_id!r}")
+                if len(self.queue) < self.queue.max_items // 2:
+                    self._enqueue(user_id, write, f"recency of {len(ids)} memories of user {user_id!r}")
+                    return
+                # the other half of the queue is kept for facts: a recency update is a ranking hint, not user data
+                self._skipped_touches += 1
+                if self._skipped_touches % 100 == 1:
+                    log.warning("storage unreachable and the write queue half full: %d recency updates not kept "
+                                "(facts still queue)", self._skipped_touches)

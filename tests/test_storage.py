@@ -152,6 +152,9 @@ def test_postgres_lost_mid_session_queues_writes_and_saves_them_when_back(caplog
             assert texts(a, "ed", "The user's name is Ed") == ["The user's name is Ed"]
             assert [m.text for m in a.core("ed")] == ["The user's name is Ed"]
             assert len(a.search_vector("ed", vec("The user's name is Ed"), min_score=0.99)) == 1  # touch: queued
+            assert len(a.queue) == 1
+            a.search_vector("ed", vec("The user's name is Ed"), min_score=0.99)  # half full: recency not kept
+            assert len(a.queue) == 1 and any("recency updates not kept" in r.getMessage() for r in caplog.records)
             assert a.count("stranger") == 0
             assert a.add("ed", "The user lives in Oslo") == 0  # queued, not lost
             assert a.add("ed", "The user loves jazz") == 0
