@@ -64,3 +64,16 @@ async def test_a_standby_relays_chat_says_who_hosts_and_refuses_host_calls(stand
                                       additional_headers=AUTH) as ws:
             await ws.recv()
     assert closed.value.rcvd.code == 1013
+
+
+async def test_the_chat_websocket_of_a_standby_relays_too(standby):
+    await asyncio.sleep(1.0)
+    async with websockets.connect(standby.url.replace("http", "ws") + "/v1/stream/chat",
+                                  additional_headers=AUTH) as ws:
+        await ws.send('{"platform": "twitch", "type": "message", "user": {"name": "ann"}, "text": "over the socket"}')
+        assert await ws.recv() == '{"outcome":"relayed"}'
+        await ws.send('{"platform": "twitch"}')
+        assert "error" in await ws.recv()
+    async with await psycopg.AsyncConnection.connect(standby.db) as conn:
+        rows = await (await conn.execute("SELECT payload->>'text' FROM livehost_stream_ingest")).fetchall()
+    assert [r[0] for r in rows] == ["over the socket"]
