@@ -326,6 +326,7 @@ class OpenAICompatibleLLM:
         return "default"
 
     async def _resolve_model(self) -> str:
+        self._http()  # this loop's client and lock
         if self.model is None:
             async with self._model_lock:  # ask once, even when two sessions start together
                 if self.model is None:
@@ -345,27 +346,26 @@ class OpenAICompatibleLLM:
     def stream(self, messages: list[dict], *, max_tokens: int, temperature: float) -> AsyncIterator[str]:
         return cleaned(lambda n, m: self._stream(m, n, temperature), messages, max_tokens)
 
-    async def chat_tools(self, messages: list[dict], tools: list[dict], tool_choice: Any,
-                         max_tokens: int = 256) -> dict:
-        """One chat completion with `tools`: the server's message (its content, or its tool_calls)."""
-        client = self._http()
+    async def chat_tools_stream(self, messages: list[dict], tools: list[dict], tool_choice: Any,
+                                max_tokens: int = 256) -> AsyncIterator[dict]:
+        """One streamed chat completion with `tools`: each chunk's delta (words in `content`, or `tool_calls`
+        pieces), as the server sends them."""
         body = {"model": await self._resolve_model(), "messages": list(messages), "tools": tools,
-                "tool_choice": tool_choice, "max_tokens": max_tokens, "temperature": 0.0}
-        try:
-            resp = await client.post(f"{self.base_url}/chat/completions", json=body)
-        except httpx.HTTPError as e:
-            raise self._error(e) from e
-        if not resp.is_success:
-            raise self._status_error(resp.status_code, resp.content)
-        try:
-            return resp.json()["choices"][0]["message"] or {}
-        except (ValueError, KeyError, IndexError, TypeError):
-            raise LLMError(f"LLM server sent no chat message: {resp.text[:200]}") from None
+                "tool_choice": tool_choice, "max_tokens": max_tokens, "temperature": 0.0, "frequency_penalty": 0.3,
+                "stream": True}
+        async for delta in self._deltas(body):
+            yield delta
 
     async def _stream(self, messages: list[dict], max_tokens: int, temperature: float) -> AsyncIterator[str]:
-        client = self._http()
         body = {"model": await self._resolve_model(), "messages": list(messages), "max_tokens": max_tokens,
                 "temperature": temperature, "frequency_penalty": 0.3, "stream": True}
+        async for delta in self._deltas(body):
+            if delta.get("content"):
+                yield delta["content"]
+
+    async def _deltas(self, body: dict) -> AsyncIterator[dict]:
+        """POST a streamed chat completion; each server-sent chunk's first choice's delta."""
+        client = self._http()
         try:
             # Leaving this block early (aclose, cancel) closes the response and its connection: the server stops.
             async with client.stream("POST", f"{self.base_url}/chat/completions", json=body) as resp:
@@ -384,8 +384,8 @@ class OpenAICompatibleLLM:
                     if event.get("error"):
                         raise LLMError(f"LLM server reported an error: {str(event['error'])[:300]}")
                     choices = event.get("choices") or []
-                    text = (choices[0].get("delta") or {}).get("content") if choices else None
-                    if text:
-                        yield text
+                    delta = choices[0].get("delta") if choices and isinstance(choices[0], dict) else None
+                    if isinstance(delta, dict):
+                        yield delta
         except httpx.HTTPError as e:
             raise self._error(e) from e

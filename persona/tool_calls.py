@@ -5,7 +5,8 @@ With the embedded model the decision is its own short pass, constrained by a gra
 list in `auto` means "answer in words"). It is asked in the tool-calling format SmolLM2 and Qwen2.5 were trained
 on. In `auto`, a call whose text arguments the user never said is not made: the small models fill a missing
 order number with one of their own (measured: "1234567890"), and a made-up lookup is worse than a question back.
-An OpenAI-compatible server decides natively (`tools`, `tool_choice`).
+An OpenAI-compatible server decides natively (`tools`, `tool_choice`), streamed: its words, or its calls' arguments,
+piece by piece as they arrive.
 """
 from __future__ import annotations
 
@@ -13,12 +14,12 @@ import copy
 import json
 import logging
 import re
-from dataclasses import dataclass
-from typing import Any, Optional
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator, Optional, Union
 
 from livehost.persona.reply_filter import Prompt
-from livehost.persona.tools import (MAX_CALLS, Tool, ToolError, calls_schema, check_arguments, offered,
-                                    quote_result)
+from livehost.persona.tools import (MAX_ARGUMENTS_BYTES, MAX_CALLS, Tool, ToolError, calls_schema,
+                                    check_arguments, offered, quote_result)
 
 log = logging.getLogger("livehost.tools")
 ROUTER_TOKENS = 200
@@ -44,7 +45,17 @@ class ToolCall:
 @dataclass
 class Decision:
     calls: list[ToolCall]
-    text: Optional[str] = None  # a server that answered in words at once: the reply says this
+    text: Optional[str] = None  # a server that answered in words at once (decide() only; decide_stream streams them)
+    rejected: dict = field(default_factory=dict)  # streamed call index -> why its arguments were refused
+
+
+@dataclass(frozen=True)
+class Piece:
+    """Part of a decision as it arrives: words to say (index None), or a piece of call `index`'s arguments."""
+    index: Optional[int]
+    text: str
+    call_id: str = ""
+    name: str = ""
 
 
 def router_grammar(tools: list[Tool], at_least_one: bool, at_most: int = MAX_CALLS) -> str:
@@ -104,21 +115,87 @@ def _checked(tools: list[Tool], raw_calls: list[tuple[Optional[str], str, str]])
     return out
 
 
-async def decide(llm: Any, conversation: list[dict], tools: list[Tool], choice: str) -> Decision:
+async def decide(llm: Any, conversation: list[dict], tools: list[Tool], choice: str,
+                 messages: Optional[list[dict]] = None) -> Decision:
     """Which tools this reply calls (none: it answers in words). `conversation` as Conversation.for_llm gives it."""
+    words, decision = [], Decision([])
+    async for update in decide_stream(llm, conversation, tools, choice, messages):
+        if isinstance(update, Decision):
+            decision = update
+        elif update.index is None:
+            words.append(update.text)
+    return Decision(decision.calls, "".join(words) or None if not decision.calls else None, decision.rejected)
+
+
+async def decide_stream(llm: Any, conversation: list[dict], tools: list[Tool], choice: str,
+                        messages: Optional[list[dict]] = None, max_tokens: int = ROUTER_TOKENS
+                        ) -> AsyncIterator[Union[Piece, Decision]]:
+    """The decision as it arrives: Pieces (words, or pieces of a call's arguments), then the Decision, last.
+    An OpenAI-compatible server streams it (`messages`: the reply's own prompt, so words it answers with are in
+    character); the embedded model's router pass gives each call whole."""
     tools = offered(tools, choice)
-    if not tools:
-        return Decision([])
-    if conversation and conversation[-1]["role"] == "tool" and choice == "auto":
-        return Decision([])  # a result has just come back: answer from it (never call again in a loop)
-    if hasattr(llm, "chat_tools"):
-        message = await llm.chat_tools(conversation, [_chat_tool(t) for t in tools], _chat_choice(choice))
-        calls = [(c.get("id"), (c.get("function") or {}).get("name"), (c.get("function") or {}).get("arguments")
-                  or "{}") for c in message.get("tool_calls") or []]
-        checked = _checked(tools, calls)
-        return Decision(checked, None if checked else (message.get("content") or None))
-    if not hasattr(llm, "choose_tools"):
-        return Decision([])
+    if not tools or (conversation and conversation[-1]["role"] == "tool" and choice == "auto"):
+        yield Decision([])  # nothing to call; or a result has just come back: answer from it (never loop)
+        return
+    if hasattr(llm, "chat_tools_stream"):
+        async for update in _server_stream(llm, messages or [as_chat(m) for m in conversation], tools, choice,
+                                           max(max_tokens, ROUTER_TOKENS)):
+            yield update
+        return
+    decision = await _route(llm, conversation, tools, choice) if hasattr(llm, "choose_tools") else Decision([])
+    for index, call in enumerate(decision.calls):
+        yield Piece(index, call.arguments, call.call_id, call.name)
+    yield decision
+
+
+async def _server_stream(llm: Any, messages: list[dict], tools: list[Tool], choice: str, max_tokens: int
+                         ) -> AsyncIterator[Union[Piece, Decision]]:
+    """A streamed chat completion with `tools`: words as they come, a call once its name is known and then each
+    piece of its arguments. A call of a tool not offered is never announced."""
+    offered_names = {t.name for t in tools}
+    calls: dict[int, list] = {}  # index -> [call_id, name, arguments so far]
+    announced: list[int] = []
+    async for delta in llm.chat_tools_stream(list(messages), [_chat_tool(t) for t in tools], _chat_choice(choice),
+                                             max_tokens):
+        if isinstance(delta.get("content"), str) and delta["content"]:
+            yield Piece(None, delta["content"])
+        for part in delta.get("tool_calls") or []:
+            index, function = part.get("index", 0), part.get("function") or {}
+            if not isinstance(index, int) or not 0 <= index < MAX_CALLS or not isinstance(function, dict):
+                continue
+            call = calls.setdefault(index, [None, "", ""])
+            call[0] = call[0] or part.get("id")
+            call[1] = call[1] or function.get("name") or ""  # some servers repeat the name in every delta
+            piece = function.get("arguments") if isinstance(function.get("arguments"), str) else ""
+            call[2] += piece
+            if len(call[2].encode()) > MAX_ARGUMENTS_BYTES:
+                raise ToolError(f"the model's call of {call[1] or 'a tool'} has arguments over "
+                                f"{MAX_ARGUMENTS_BYTES} bytes; the call was not made", "arguments")
+            if call[1] not in offered_names:
+                continue  # not offered (or its name has not come yet): not announced
+            new = index not in announced
+            if new:
+                announced.append(index)
+                call[0], piece = call[0] or _new_call_id(), call[2]  # what came before the name, too
+            if piece or new:
+                yield Piece(index, piece, call[0], call[1])
+    for index, (call_id, name, arguments) in calls.items():
+        if index not in announced and name:
+            log.warning("the server called %r, which was not offered; ignored", name)
+    by_name = {t.name: t for t in tools}
+    checked, rejected = [], {}
+    for index in announced:
+        call_id, name, arguments = calls[index]
+        try:
+            check_arguments(by_name[name], arguments or "{}")
+            checked.append(ToolCall(call_id, name, arguments or "{}"))
+        except ToolError as e:
+            rejected[index] = str(e)
+    yield Decision(checked, None, rejected)
+
+
+async def _route(llm: Any, conversation: list[dict], tools: list[Tool], choice: str) -> Decision:
+    """The embedded model's router pass: one grammar-bound completion."""
     listed = json.dumps([{"name": t.name, "description": t.description, "parameters": t.parameters}
                          for t in tools], ensure_ascii=False)
     recent = [m for m in conversation if m["role"] in ("user", "assistant")][-6:]

@@ -73,8 +73,12 @@ class Done:
 
 @dataclass
 class Calls:
-    """The reply calls tools instead of speaking: its function_call items (after the item before each)."""
+    """The reply calls tools instead of speaking, as the calls stream: `added` (these function_call items start;
+    the listener fills in the item before each), `delta` (a piece of one's arguments) or `done`."""
     reply: Any
+    kind: str = "added"
+    items: list[dict] = field(default_factory=list)
+    delta: str = ""
     previous_ids: list[Optional[str]] = field(default_factory=list)
 
 
@@ -134,8 +138,7 @@ def to_realtime(event: ReplyEvent) -> list[dict]:
     if isinstance(event, Calls):
         from livehost.server.tool_calls import call_events
 
-        return [e for i, (item, previous) in enumerate(zip(reply.calls, event.previous_ids))
-                for e in call_events(reply.id, i, item, previous)]
+        return call_events(event)
     if isinstance(event, Started):
         item = assistant_item(reply)
         part = {"type": "audio", "transcript": ""} if reply.plan.audio else {"type": "text", "text": ""}

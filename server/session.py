@@ -381,7 +381,7 @@ class RealtimeSession:
         if isinstance(event, Started):
             reply.previous_item_id = self.conversation.add(assistant_item(reply))
         elif isinstance(event, Calls):
-            event.previous_ids = [self.conversation.add(item) for item in reply.calls]
+            event.previous_ids = [self.conversation.add(item) for item in event.items if event.kind == "added"]
         elif isinstance(event, Done):
             if event.result.calls:
                 self.tools.after(reply)

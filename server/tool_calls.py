@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Optional
 
+from livehost.persona.reply_filter import EXTRA_TOKENS
 from livehost.persona.tool_calls import ToolCall, found_line
 from livehost.persona.tools import MAX_RESULT_CHARS, Tool, ToolError, call_http, check_arguments
 from livehost.server.protocol import ProtocolError, new_id
@@ -21,7 +22,7 @@ MAX_OUTPUT_CHARS = 64 << 10  # a function_call_output from a client; the prompt 
 
 def call_item(call: ToolCall, status: str = "completed", item_id: Optional[str] = None) -> dict:
     return {"id": item_id or new_id("item"), "object": "realtime.item", "type": "function_call", "status": status,
-            "call_id": call.call_id, "name": call.name, "arguments": call.arguments if status == "completed" else ""}
+            "call_id": call.call_id, "name": call.name, "arguments": call.arguments}
 
 
 def output_item(call_id: str, output: str) -> dict:
@@ -29,18 +30,100 @@ def output_item(call_id: str, output: str) -> dict:
             "call_id": call_id, "output": output}
 
 
-def call_events(response_id: str, index: int, item: dict, previous_item_id: Optional[str]) -> list[dict]:
-    """The Realtime events of one function call in a reply, from added to done (the arguments arrive whole)."""
-    ids = {"response_id": response_id, "item_id": item["id"], "output_index": index}
-    added = {**item, "status": "in_progress", "arguments": ""}
-    return [{"type": "response.output_item.added", "response_id": response_id, "output_index": index, "item": added},
-            {"type": "conversation.item.added", "previous_item_id": previous_item_id, "item": added},
-            {"type": "response.function_call_arguments.delta", **ids, "call_id": item["call_id"],
-             "delta": item["arguments"]},
-            {"type": "response.function_call_arguments.done", **ids, "call_id": item["call_id"],
-             "name": item["name"], "arguments": item["arguments"]},
-            {"type": "response.output_item.done", "response_id": response_id, "output_index": index, "item": item},
-            {"type": "conversation.item.done", "item": item}]
+def call_events(event: Any) -> list[dict]:
+    """The Realtime events of a reply's function calls as they stream (a reply_events.Calls): `added` (the item
+    starts), `delta` (a piece of its arguments), `done` (whole and checked, or incomplete: cut off or refused)."""
+    reply, out = event.reply, []
+    for item, previous in zip(event.items, event.previous_ids or [None] * len(event.items)):
+        index = reply.calls.index(item)
+        ids = {"response_id": reply.id, "item_id": item["id"], "output_index": index}
+        now = dict(item)  # the item changes as it streams; the event says what it is now
+        if event.kind == "added":
+            out += [{"type": "response.output_item.added", "response_id": reply.id, "output_index": index,
+                     "item": now},
+                    {"type": "conversation.item.added", "previous_item_id": previous, "item": now}]
+        elif event.kind == "delta":
+            out.append({"type": "response.function_call_arguments.delta", **ids, "call_id": item["call_id"],
+                        "delta": event.delta})
+        else:
+            if item["status"] == "completed":
+                out.append({"type": "response.function_call_arguments.done", **ids, "call_id": item["call_id"],
+                            "name": item["name"], "arguments": item["arguments"]})
+            out += [{"type": "response.output_item.done", "response_id": reply.id, "output_index": index,
+                     "item": now},
+                    {"type": "conversation.item.done", "item": now}]
+    return out
+
+
+class ToolTurn:
+    """A reply's tool decision, streamed: each call becomes an item as soon as its name is known and its arguments
+    go out piece by piece; words (a server that answers instead of calling) become the reply's own words, said as
+    they come. A cancel (barge-in) stops the decision where it is: the request ends, started calls end incomplete."""
+
+    def __init__(self, reply: Any):
+        self.reply = reply
+
+    async def run(self) -> bool:
+        """True: the reply called tools (it says nothing more); False: it speaks (plan.words, or a prompt)."""
+        from livehost.persona.tool_calls import Decision, decide_stream
+        from livehost.persona.reply_filter import clean_reply
+        from livehost.server.reply_events import Calls
+
+        reply, plan = self.reply, self.reply.plan
+        updates = decide_stream(plan.llm or reply.llm, plan.conversation, plan.tools, plan.tool_choice,
+                                plan.messages or None, plan.max_tokens + EXTRA_TOKENS)
+        items: dict[int, dict] = {}
+        handed_on = False
+        try:
+            async for update in updates:
+                if isinstance(update, Decision):
+                    break
+                if update.index is None:
+                    if items:
+                        log.info("the server wrote words after a call; they are not said")
+                        continue
+                    plan.words = clean_reply(_words(update.text, updates), plan.messages, plan.max_tokens)
+                    handed_on = True
+                    return False
+                if not reply._released.is_set():  # a speculation: no call is seen before the turn is confirmed
+                    reply.phase = "held"
+                    await reply._released.wait()
+                item = items.get(update.index)
+                if item is None:
+                    item = items[update.index] = call_item(ToolCall(update.call_id, update.name, ""), "in_progress")
+                    reply.calls.append(item)
+                    reply._tell(Calls(reply, "added", [item]))
+                if update.text:
+                    item["arguments"] += update.text
+                    reply._tell(Calls(reply, "delta", [item], update.text))
+            else:
+                update = Decision([])
+            if not items:
+                return False
+            checked = {c.call_id: c for c in update.calls}
+            for index, item in items.items():
+                call = checked.get(item["call_id"])
+                item.update(status="completed", arguments=call.arguments) if call else item.update(status="incomplete")
+                reply._tell(Calls(reply, "done", [item]))
+            if update.rejected or not checked:
+                raise ToolError("; ".join(update.rejected.values()) or "the model's calls were refused")
+            reply.phase = "played"
+            return True
+        finally:
+            for item in items.values():
+                if item["status"] == "in_progress":  # cut off mid-call (a cancel, a failure): never called
+                    item["status"] = "incomplete"
+                    reply._tell(Calls(reply, "done", [item]))
+            if not handed_on:
+                await updates.aclose()
+
+
+async def _words(first: str, updates: Any):
+    """A server's answer in words, from its first piece on; anything else it streams is not said."""
+    yield first
+    async for update in updates:
+        if getattr(update, "index", 0) is None:
+            yield update.text
 
 
 def check_client_item(item: dict, items: dict) -> dict:
@@ -67,9 +150,10 @@ def check_client_item(item: dict, items: dict) -> dict:
 
 def as_message(item: dict, items: dict) -> Optional[dict]:
     """A function_call or function_call_output item as the dialogue sees it."""
-    if item.get("type") == "function_call":
+    if item.get("type") == "function_call":  # one cut off or refused was never made: its arguments are not shown
+        arguments = item["arguments"] if item.get("status", "completed") == "completed" and item["arguments"] else "{}"
         return {"role": "assistant", "content": f'<tool_call>[{{"name": "{item["name"]}", '
-                                                f'"arguments": {item["arguments"] or "{}"}}}]</tool_call>'}
+                                                f'"arguments": {arguments}}}]</tool_call>'}
     if item.get("type") == "function_call_output":
         name = next((i["name"] for i in items.values()
                      if i.get("type") == "function_call" and i.get("call_id") == item["call_id"]), "tool")
@@ -131,7 +215,7 @@ class SessionTools:
     def after(self, reply: Any) -> None:
         """A reply called tools: the card's are called here, and then a reply speaks from their results."""
         card = {t.name: t for t in reply.plan.tools if t.http is not None}
-        calls = [c for c in reply.calls if c["name"] in card]
+        calls = [c for c in reply.calls if c["name"] in card and c["status"] == "completed"]
         if calls:
             self.session._spawn(self._answer(calls, card))
 

@@ -18,9 +18,8 @@ from typing import Any, Awaitable, Callable, Optional
 from livehost.avatar.visemes import VisemeTrack
 from livehost.server import metrics
 from livehost.server.protocol import new_id
-from livehost.persona.tool_calls import decide
-from livehost.server.reply_events import Audio, Calls, Chunk, Created, Done, ReplyEvent, ReplyResult, Started
-from livehost.server.tool_calls import call_item
+from livehost.server.reply_events import Audio, Chunk, Created, Done, ReplyEvent, ReplyResult, Started
+from livehost.server.tool_calls import ToolTurn
 from livehost.server.voice_out import DeltaVoice, Segment, VoiceOut, drained, text_until
 from livehost.speech.audio import AudioFormat, Resampler
 from livehost.speech.chunker import speakable_chunks
@@ -56,6 +55,7 @@ class ReplyPlan:
     tools: list = field(default_factory=list)  # persona.tools.Tool the reply may call instead of speaking
     tool_choice: str = "auto"
     conversation: list = field(default_factory=list)  # the turns so far, for the tool decision
+    words: Optional[Any] = None  # the reply's words already streaming (a server answered the tool decision in words)
 
 
 def _next_piece(pieces) -> Optional[tuple[Any, VisemeTrack]]:
@@ -199,20 +199,8 @@ class Reply:
             self._finish(error)
 
     async def _call_tools(self) -> bool:
-        """Decide whether this reply calls tools; if it does, it says nothing and ends with its calls."""
-        decision = await decide(self.plan.llm or self.llm, self.plan.conversation, self.plan.tools,
-                                self.plan.tool_choice)
-        if not decision.calls:
-            if decision.text:  # the server answered in words already
-                self.plan.script = decision.text
-            return False
-        if not self._released.is_set():
-            self.phase = "held"
-            await self._released.wait()
-        self.calls = [call_item(c) for c in decision.calls]
-        self._tell(Calls(self))
-        self.phase = "played"
-        return True
+        """Decide whether this reply calls tools, streamed (tool_calls.ToolTurn); if it does, it says nothing more."""
+        return await ToolTurn(self).run()
 
     async def _tokens(self):
         if self.plan.script is not None:
@@ -221,8 +209,8 @@ class Reply:
             return
         count, asked = 0, time.perf_counter()
         llm = self.plan.llm or self.llm
-        async for token in llm.stream(self.plan.messages, max_tokens=self.plan.max_tokens,
-                                      temperature=self.plan.temperature):
+        async for token in self.plan.words or llm.stream(self.plan.messages, max_tokens=self.plan.max_tokens,
+                                                         temperature=self.plan.temperature):
             self.generated += token
             if count == 0:
                 metrics.LLM_FIRST_TOKEN.observe(time.perf_counter() - asked)

@@ -37,22 +37,40 @@ class RouterLLM(WordsLLM):
 
 
 class ServerLLM(WordsLLM):
-    """An OpenAI-compatible server's double: decides natively (chat_tools), then speaks from the prompt."""
+    """An OpenAI-compatible server's double: decides natively (chat_tools_stream: the deltas a streaming server
+    sends), then speaks from the prompt. `pieces`: argument pieces of the one call (or words, with `words`);
+    `gate`, when given, must be set before the second piece of a call, the last of words (the filter holds
+    the first few words)."""
 
-    def __init__(self, calls: list, text: str = "Your order has shipped."):
+    def __init__(self, calls: list, text: str = "Your order has shipped.", pieces: list | None = None,
+                 words: bool = False, gate: asyncio.Event | None = None):
         super().__init__(text)
         self.router_calls, self.routed, self.prompts = calls, 0, []
+        self.pieces, self.words, self.tool_gate, self.closed, self.tool_prompts = pieces, words, gate, False, []
 
     async def stream(self, messages, *, max_tokens, temperature):
         self.prompts.append(messages)
         async for token in super().stream(messages, max_tokens=max_tokens, temperature=temperature):
             yield token
 
-    async def chat_tools(self, messages, tools, tool_choice):
+    async def chat_tools_stream(self, messages, tools, tool_choice, max_tokens):
         self.routed += 1
+        self.tool_prompts.append(messages)
         assert tools[0]["function"]["name"] == "order_status"
-        return {"content": None, "tool_calls": [{"id": f"call_{i}", "type": "function", "function": {
-            "name": c["name"], "arguments": json.dumps(c["arguments"])}} for i, c in enumerate(self.router_calls)]}
+        try:
+            if self.pieces is not None:
+                for i, piece in enumerate(self.pieces):
+                    if i == (len(self.pieces) - 1 if self.words else 1) and self.tool_gate is not None:
+                        await self.tool_gate.wait()
+                    yield {"content": piece} if self.words else {"tool_calls": [{"index": 0, "id": "call_s", "function": {
+                        "name": "order_status", "arguments": piece}}]}  # the name in every delta, as llama.cpp's
+                return
+            for i, c in enumerate(self.router_calls):
+                yield {"tool_calls": [{"index": i, "id": f"call_{i}", "type": "function",
+                                       "function": {"name": c["name"], "arguments": ""}}]}
+                yield {"tool_calls": [{"index": i, "function": {"arguments": json.dumps(c["arguments"])}}]}
+        finally:
+            self.closed = True
 
 
 def session(settings, llm, characters=None) -> RealtimeSession:
@@ -193,3 +211,83 @@ async def test_a_card_tool_is_called_by_the_server(settings, shop_card, order, s
         assert "connect you with a person" in transcript
     await asyncio.wait_for(s.close(), 5)
     assert not [e for e in drain(s) if e["type"] == "error"]
+
+
+async def test_a_servers_call_streams_its_arguments_as_they_arrive(settings):
+    gate = asyncio.Event()
+    llm = ServerLLM([], pieces=['{"order_id"', ': "55', '21"}'], gate=gate)
+    s = session(settings, llm)
+    await update(s, **{"output_modalities": ["text"], "tools": [ORDER]})
+    await send(s, **user_text("Where is my order 5521?"))
+    await send(s, type="response.create")
+    # the first piece is out while the server has not sent the rest: a non-streamed request would wait for it all
+    first = await events_until(s, "response.function_call_arguments.delta")
+    assert first[-1]["delta"] == '{"order_id"'
+    added = next(e for e in first if e["type"] == "response.output_item.added")["item"]
+    assert added["type"] == "function_call" and added["status"] == "in_progress" and added["name"] == "order_status"
+    gate.set()
+    events = await events_until(s, "response.done")
+    deltas = [e["delta"] for e in first + events if e["type"] == "response.function_call_arguments.delta"]
+    assert deltas == ['{"order_id"', ': "55', '21"}']
+    done = next(e for e in events if e["type"] == "response.function_call_arguments.done")
+    assert done["arguments"] == '{"order_id": "5521"}' and done["call_id"] == "call_s"
+    response = events[-1]["response"]
+    assert response["status"] == "completed" and response["output"][0]["arguments"] == '{"order_id": "5521"}'
+    asked = json.dumps(llm.tool_prompts[0])  # the reply's own prompt: the persona, then the conversation
+    assert asked.startswith('[{"role": "system", "content": "You are') and "Where is my order 5521?" in asked
+    await asyncio.wait_for(s.close(), 5)
+
+
+async def test_a_servers_words_are_said_as_they_arrive(settings):
+    gate = asyncio.Event()
+    llm = ServerLLM([], pieces=["Hello ", "there, ", "nice ", "to ", "meet ", "you."], words=True, gate=gate)
+    s = session(settings, llm)
+    await update(s, **{"output_modalities": ["text"], "tools": [ORDER]})
+    await send(s, **user_text("Hi!"))
+    await send(s, type="response.create")
+    first = await events_until(s, "response.output_text.delta")  # before the server has written the rest
+    asked = llm.calls
+    gate.set()
+    events = await events_until(s, "response.done")
+    text = "".join(e["delta"] for e in first + events if e["type"] == "response.output_text.delta")
+    assert first[-1]["delta"].startswith("Hello") and text == "Hello there, nice to meet you."
+    assert events[-1]["response"]["status"] == "completed" and llm.calls == asked  # no second request
+    await asyncio.wait_for(s.close(), 5)
+
+
+async def test_a_cancel_during_a_streamed_call_stops_the_request(settings):
+    gate = asyncio.Event()  # never set: the server is still writing the arguments
+    llm = ServerLLM([], pieces=['{"order_id"', ': "5521"}'], gate=gate)
+    s = session(settings, llm)
+    await update(s, **{"output_modalities": ["text"], "tools": [ORDER]})
+    await send(s, **user_text("Where is my order 5521?"))
+    await send(s, type="response.create")
+    await events_until(s, "response.function_call_arguments.delta")
+    await send(s, type="response.cancel")
+    events = await events_until(s, "response.done")
+    item = next(e for e in events if e["type"] == "response.output_item.done")["item"]
+    assert item["status"] == "incomplete" and events[-1]["response"]["status"] == "cancelled"
+    assert "response.function_call_arguments.done" not in [e["type"] for e in events]
+    assert llm.closed  # the request was ended, not left to run
+    await send(s, **user_text("hi"))  # the session goes on; the cut call is not in the next prompt
+    await send(s, type="response.create", response={"tool_choice": "none"})
+    assert (await events_until(s, "response.done"))[-1]["response"]["status"] == "completed"
+    assert '"5521"' not in json.dumps(llm.prompts[-1][:-1])
+    await asyncio.wait_for(s.close(), 5)
+
+
+@pytest.mark.parametrize("pieces,reason", [(['{"order_id": "' + "5" * 9000 + '"}'], "over 8192 bytes"),
+                                           (['{"order_id": 5521}'], "do not fit the schema")])
+async def test_a_servers_bad_call_fails_the_reply_with_the_reason(settings, pieces, reason):
+    s = session(settings, ServerLLM([], pieces=pieces))
+    await update(s, **{"output_modalities": ["text"], "tools": [ORDER]})
+    await send(s, **user_text("Where is my order 5521?"))
+    await send(s, type="response.create")
+    events = await events_until(s, "response.done")
+    response = events[-1]["response"]
+    assert response["status"] == "failed" and reason in response["status_details"]["error"]["message"]
+    assert all(o["status"] == "incomplete" for o in response["output"])
+    await send(s, **user_text("hi"))
+    await send(s, type="response.create", response={"tool_choice": "none"})
+    assert (await events_until(s, "response.done"))[-1]["response"]["status"] == "completed"
+    await asyncio.wait_for(s.close(), 5)
