@@ -143,18 +143,22 @@ async def clean_reply(tokens: AsyncIterator[str], messages: list[dict], max_toke
     current = ""    # the current sentence, all of it
     released = False  # the current sentence is being said as it comes
     count, out, done = 0, False, False
+    spaced = False  # the last sentence said went out with the space after it
     try:
         async for token in tokens:
             buf, current, count = buf + token, current + token, count + 1
             while (m := _END.search(current)) and current[:m.end()].strip():
-                sentence, rest = current[:m.end()], current[m.end():]
+                # the space that showed the sentence has ended goes with it: the chunker downstream then knows it
+                # too, instead of waiting for the next sentence's first words (held, they may be a while)
+                end = m.end() + (current[m.end():m.end() + 1].isspace())
+                sentence, rest = current[:end], current[end:]
                 said = buf[:len(buf) - len(rest)] if released else _judged(check, sentence)
                 if released:
                     check.said.append(norm(sentence))
                 buf, current, released = rest, rest, False
                 if said:
-                    out = True
-                    yield said
+                    out, spaced = True, said[-1:].isspace()
+                    yield said.rstrip() if count >= max_tokens else said
                 if count >= max_tokens:  # the budget is spent and this sentence is whole: stop here
                     done, current, buf = True, "", ""
                     break
@@ -178,7 +182,7 @@ async def clean_reply(tokens: AsyncIterator[str], messages: list[dict], max_toke
             tags = "".join(t for t in _TAGS.findall(buf if released else current)
                            if t.endswith(("]", "】", ">")) and len(t) <= 26)
             if tags:
-                yield " " + tags  # the tagger takes the emotion from it; nothing is said
+                yield ("" if spaced else " ") + tags  # the tagger takes the emotion from it; nothing is said
         elif current.strip():  # the model stopped without a final full stop: the sentence is whole, end it
             said = buf if released else _judged(check, current)
             if released or said:

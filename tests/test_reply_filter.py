@@ -98,7 +98,7 @@ def test_the_users_words_are_not_said_back():
 
 
 def test_trailing_emoji_or_tag_is_not_left_hanging():
-    assert said("I love new gadgets too.\n\n🌟💡🎮") == "I love new gadgets too."
+    assert said("I love new gadgets too.\n\n🌟💡🎮").rstrip() == "I love new gadgets too."
     assert said("I love new gadgets too. [happy]").strip() == "I love new gadgets too. [happy]"
 
 
@@ -113,3 +113,14 @@ def test_no_condolences_for_a_user_who_is_not_sad():
     assert said("Sorry, I missed that. Say again?", walk) == "Sorry, I missed that. Say again?"
     loss = SYSTEM[:1] + [{"role": "user", "content": "My grandmother passed away yesterday."}]
     assert said("I'm sorry for your loss.", loss) == "I'm sorry for your loss."
+
+
+def test_a_held_sentence_leaves_with_the_space_that_ended_it():
+    """A sentence held whole ("I'm so sorry ..." waits to be judged) goes out with the space after its full stop,
+    so the chunker can cut it at once instead of waiting for the next sentence's words (held too, maybe)."""
+    async def run():
+        gen = clean_reply(_tokens("I'm so sorry for the misunderstanding. I would love to talk about games."), SYSTEM, 60)
+        first = await gen.__anext__()
+        await gen.aclose()
+        return first
+    assert asyncio.run(run()) == "I'm so sorry for the misunderstanding. "
