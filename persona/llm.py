@@ -149,14 +149,16 @@ class LlamaCppLLM:
             raise LLMError(f"GGUF model file not found: {path}. Set llm.model to a .gguf file, to one of the "
                            f"bundled models ({', '.join(model_files.BUNDLED)}), or leave it empty for the default")
         n_threads = threads or os.cpu_count() or 1
+        self._load = dict(model_path=str(path), n_ctx=context_tokens, n_batch=512, n_threads=n_threads,
+                          n_threads_batch=n_threads, verbose=False)
         try:
-            self._llama = llama_cpp.Llama(model_path=str(path), n_ctx=context_tokens, n_batch=512,
-                                          n_threads=n_threads, n_threads_batch=n_threads, verbose=False)
+            self._llama = llama_cpp.Llama(**self._load)
         except Exception as e:  # llama.cpp only says "failed to load model"
             raise LLMError(f"llama.cpp could not load {path} ({e}); is it a GGUF file?") from e
         self.name = f"llama-cpp:{path.name}"
         self.context_tokens = context_tokens
         self._lock = threading.Lock()
+        self._router: Any = None  # the tool router's own context (choose_tools), made on its first use
 
     def warmup(self) -> None:
         # Touches every weight page and allocates compute buffers, so the first user turn is not the slow one.
@@ -168,7 +170,8 @@ class LlamaCppLLM:
     def stream(self, messages: list[dict], *, max_tokens: int, temperature: float) -> AsyncIterator[str]:
         return cleaned(lambda n, m: self._stream(m, n, temperature), messages, max_tokens)
 
-    async def _stream(self, messages: list[dict], max_tokens: int, temperature: float) -> AsyncIterator[str]:
+    async def _stream(self, messages: list[dict], max_tokens: int, temperature: float,
+                      grammar: str | None = None) -> AsyncIterator[str]:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue = asyncio.Queue()  # bounded by `room`: tokens not yet read
         room = threading.Semaphore(AHEAD_TOKENS)
@@ -195,7 +198,7 @@ class LlamaCppLLM:
                         return
                 try:
                     if not stop.is_set():
-                        self._generate(messages, max_tokens, temperature, stop, put_token)
+                        self._generate(messages, max_tokens, temperature, stop, put_token, grammar)
                 finally:
                     self._lock.release()
             except Exception as e:  # handed to the consumer, raised there
@@ -225,13 +228,16 @@ class LlamaCppLLM:
             # and the KV cache state are predictable; it never waits for another request's generation.
             await finished.wait()
 
-    def _generate(self, messages, max_tokens, temperature, stop: threading.Event, put) -> None:
-        chunks = None
+    def _generate(self, messages, max_tokens, temperature, stop: threading.Event, put, grammar=None) -> None:
+        chunks, llama, extra = None, self._llama, {"repeat_penalty": REPEAT_PENALTY}
+        if grammar is not None:  # the tool router: its own context and cache, its prompt differs from the reply's
+            import llama_cpp
+            self._router = llama = self._router or llama_cpp.Llama(**self._load)
+            extra = {"grammar": llama_cpp.LlamaGrammar.from_string(grammar, verbose=False)}
         try:
             # The chat template embedded in the GGUF renders the messages; generate() reuses the cached prefix.
-            chunks = self._llama.create_chat_completion(list(messages), max_tokens=max_tokens,
-                                                        temperature=temperature, repeat_penalty=REPEAT_PENALTY,
-                                                        stream=True)
+            chunks = llama.create_chat_completion(list(messages), max_tokens=max_tokens, temperature=temperature,
+                                                  stream=True, **extra)
             for chunk in chunks:
                 if stop.is_set():  # checked once per token
                     return
@@ -246,16 +252,9 @@ class LlamaCppLLM:
                 chunks.close()  # ends generate() while we still hold the lock
 
     async def choose_tools(self, messages: list[dict], grammar: str, max_tokens: int) -> str:
-        """One greedy completion that can only be what `grammar` (GBNF) allows: the tool router's pass."""
-        import llama_cpp
-
-        def work() -> str:
-            constraint = llama_cpp.LlamaGrammar.from_string(grammar, verbose=False)
-            with self._lock:
-                out = self._llama.create_chat_completion(list(messages), max_tokens=max_tokens, temperature=0.0,
-                                                         grammar=constraint)
-            return out["choices"][0]["message"].get("content") or ""
-        return await asyncio.to_thread(work)  # short (a call's JSON); a cancel lets it finish in its thread
+        """One greedy completion that can only be what `grammar` (GBNF) allows: the tool router's pass, on a context
+        of its own (the reply's prompt cache survives it: bench/tools.py); a cancel stops it at its next token."""
+        return "".join([text async for text in self._stream(messages, max_tokens, 0.0, grammar)])
 
 
 @LLM.register("openai")

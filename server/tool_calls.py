@@ -13,7 +13,8 @@ from typing import Any, Optional
 
 from livehost.persona.reply_filter import EXTRA_TOKENS
 from livehost.persona.tool_calls import ToolCall, found_line
-from livehost.persona.tools import MAX_RESULT_CHARS, Tool, ToolError, call_http, check_arguments
+from livehost.persona.tools import (MAX_ARGUMENTS_BYTES, MAX_RESULT_CHARS, Tool, ToolError, call_http,
+                                    check_arguments)
 from livehost.server.protocol import ProtocolError, new_id
 
 log = logging.getLogger("livehost.tools")
@@ -145,6 +146,9 @@ def check_client_item(item: dict, items: dict) -> dict:
     for key in ("call_id", "name", "arguments"):  # a function_call: a client restoring an earlier conversation
         if not isinstance(item.get(key), str):
             raise ProtocolError(f"function_call: {key} must be a string", code="invalid_value", param=f"item.{key}")
+    if len(item["arguments"].encode()) > MAX_ARGUMENTS_BYTES:
+        raise ProtocolError(f"function_call: arguments are over {MAX_ARGUMENTS_BYTES} bytes", code="invalid_value",
+                            param="item.arguments")
     return call_item(ToolCall(item["call_id"], item["name"], item["arguments"]), item_id=item.get("id"))
 
 

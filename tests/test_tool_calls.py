@@ -158,6 +158,8 @@ async def test_auto_never_calls_with_an_argument_the_user_did_not_say():
 
 class _Shop(BaseHTTPRequestHandler):
     def do_GET(self):
+        if "7777" in self.path:  # a service that never answers in time
+            threading.Event().wait(3)
         status = 500 if "9999" in self.path else 200
         body = json.dumps({"order": self.path.rsplit("/", 1)[-1], "status": "shipped", "arrives": "Friday"}).encode()
         self.send_response(status)
@@ -184,14 +186,15 @@ tools:
   - name: order_status
     description: Look up an order by its number.
     parameters: {{type: object, properties: {{order_id: {{type: string}}}}, required: [order_id]}}
-    http: {{url: "http://127.0.0.1:{server.server_port}/orders/{{order_id}}", timeout_s: 2}}
+    http: {{url: "http://127.0.0.1:{server.server_port}/orders/{{order_id}}", timeout_s: 1}}
 """)
     yield CharacterLibrary([BUILTIN_DIR, tmp_path])
     server.shutdown()
 
 
 @pytest.mark.parametrize("order,spoken", [("5521", "Here is what I found: order: 5521, status: shipped, arrives: Friday."),
-                                          ("9999", "Sorry, I could not look that up just now.")])
+                                          ("9999", "Sorry, I could not look that up just now."),
+                                          ("7777", "Sorry, I could not look that up just now.")])  # no answer
 async def test_a_card_tool_is_called_by_the_server(settings, shop_card, order, spoken):
     llm = RouterLLM([{"name": "order_status", "arguments": {"order_id": order}}])
     s = session(settings, llm, shop_card)
@@ -207,8 +210,10 @@ async def test_a_card_tool_is_called_by_the_server(settings, shop_card, order, s
     assert ("shipped" in output["output"]) == (order == "5521")
     transcript = second[-1]["response"]["output"][0]["content"][0]["transcript"]
     assert transcript.startswith(spoken), transcript
-    if order == "9999":
+    if order != "5521":
         assert "connect you with a person" in transcript
+        assert output["output"].startswith("error: ") and ("HTTP 500" if order == "9999" else "no answer within 1 s") \
+            in output["output"]
     await asyncio.wait_for(s.close(), 5)
     assert not [e for e in drain(s) if e["type"] == "error"]
 
@@ -290,4 +295,26 @@ async def test_a_servers_bad_call_fails_the_reply_with_the_reason(settings, piec
     await send(s, **user_text("hi"))
     await send(s, type="response.create", response={"tool_choice": "none"})
     assert (await events_until(s, "response.done"))[-1]["response"]["status"] == "completed"
+    await asyncio.wait_for(s.close(), 5)
+
+
+async def test_oversized_client_items_are_errors_and_a_call_never_answered_holds_nothing_up(settings):
+    s = session(settings, RouterLLM(CALL))
+    await update(s, **{"output_modalities": ["text"], "tools": [ORDER], "tool_choice": "auto"})
+    await send(s, **user_text("Where is my order 5521?"))
+    await send(s, type="response.create")
+    call = (await events_until(s, "response.done"))[-1]["response"]["output"][0]
+    await send(s, type="conversation.item.create",
+               item={"type": "function_call_output", "call_id": call["call_id"], "output": "x" * (65 << 10)})
+    error = (await events_until(s, "error"))[-1]["error"]
+    assert error["param"] == "item.output" and "over" in error["message"]
+    await send(s, type="conversation.item.create", item={"type": "function_call", "call_id": "call_old",
+                                                         "name": "order_status", "arguments": "1" * 9000})
+    error = (await events_until(s, "error"))[-1]["error"]
+    assert error["param"] == "item.arguments" and "8192 bytes" in error["message"]
+    # the client never answers the call: the user speaks again and is answered as usual
+    await send(s, **user_text("Never mind. Thanks!"))
+    await send(s, type="response.create", response={"tool_choice": "none"})
+    done = (await events_until(s, "response.done"))[-1]["response"]
+    assert done["status"] == "completed" and done["output"][0]["type"] == "message"
     await asyncio.wait_for(s.close(), 5)

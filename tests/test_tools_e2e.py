@@ -60,3 +60,26 @@ async def test_the_assistant_speaks_from_the_tools_result(server):
     assert done.status == "completed" and done.output[0].type == "message"
     text = done.output[0].content[0].text.lower()
     assert "shipped" in text or "friday" in text, text  # grounded in the result: said, not invented
+
+
+async def test_a_cancel_stops_the_router_pass_mid_generation(engines):
+    """Barge-in during a tool decision: the embedded router pass stops at its next token and frees the model,
+    instead of writing on to its token budget."""
+    import asyncio
+
+    llm = getattr(engines.llm, "cjk", engines.llm)  # llm.model auto: the larger model decides tool calls
+    said = [{"role": "user", "content": "Tell me a very long story about the sea, the wind and the ships."}]
+    never_done = 'root ::= "<tool_call>" [a-z ]{3000,} "</tool_call>"'  # only the token budget ends it
+    task = asyncio.create_task(llm.choose_tools(said, never_done, 1800))
+    await asyncio.sleep(1.5)  # its prompt is read and it is writing (1800 tokens take many seconds)
+    assert not task.done() and llm._lock.locked()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    stopped = llm._router.n_tokens
+    await asyncio.sleep(1.0)
+    assert llm._router.n_tokens == stopped  # nothing more was written after the cancel
+    assert llm._lock.acquire(timeout=1)  # and the model is free for the next reply
+    llm._lock.release()
+    words = [t async for t in llm.stream([{"role": "user", "content": "Hi!"}], max_tokens=8, temperature=0.0)]
+    assert "".join(words).strip()

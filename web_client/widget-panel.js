@@ -148,8 +148,14 @@ function handoff(reason, responseId) {
 }
 
 // ---- events -------------------------------------------------------------------------------------------------
+const lookups = new Map();  // call_id -> the tool being called, until its result comes: the status line says so
+function showStatus(state) {
+  const looking = [...lookups.values()].pop();
+  $("status").textContent = looking ? T.lookingUp(looking.replace(/_/g, " "))
+    : state === "listening" && session.mic ? T.voiceListening : T.state[state] || state;
+}
 session.on("state", (state) => {
-  $("status").textContent = state === "listening" && session.mic ? T.voiceListening : T.state[state] || state;
+  showStatus(state);
   $("dot").dataset.state = state;
 });
 session.on("conversation.item.input_audio_transcription.delta", (e) => log.userPartial(e.item_id, e.delta));
@@ -159,14 +165,21 @@ session.on("response.output_text.delta", (e) => log.replyDelta(e.response_id, e.
 session.on("livehost.knowledge", (e) => log.replySources(e.response_id, e.sources));
 session.on("livehost.handoff", (e) => handoff(e.reason || "offered", e.response_id));
 session.on("response.output_item.added", (e) => {  // a tool call: say what is being looked up meanwhile
-  if (e.item && e.item.type === "function_call") $("status").textContent = T.lookingUp(e.item.name.replace(/_/g, " "));
+  if (e.item && e.item.type === "function_call") { lookups.set(e.item.call_id, e.item.name); showStatus(session.state); }
+});
+session.on("response.output_item.done", (e) => {  // a call cut off or refused is never answered
+  if (e.item && e.item.type === "function_call" && e.item.status !== "completed") lookups.delete(e.item.call_id);
+  showStatus(session.state);
+});
+session.on("conversation.item.added", (e) => {  // the result is in: the answer follows
+  if (e.item && e.item.type === "function_call_output" && lookups.delete(e.item.call_id)) showStatus(session.state);
 });
 session.on("response.done", (e) => {
   log.replyDone(e.response);
   if (noteAfter === e.response.id) { noteAfter = null; log.note(T.handoffNote); }
 });
 session.on("error", (e) => log.note(e.error ? e.error.message : "error"));
-session.on("lost", () => showAlert("The connection was lost.", connect));
+session.on("lost", () => { lookups.clear(); showAlert("The connection was lost.", connect); });
 
 $("composer").addEventListener("submit", async (e) => {
   e.preventDefault();
