@@ -3,6 +3,7 @@ does not grade the product by the product's rules.
 
 - correct: every `expect` pattern matches (a handoff item: the answer offers a person / says it does not know)
 - wrong: a `forbid` pattern matches, or (customer service) the answer holds a number that no source holds
+- false handoff: an answerable item (it has `expect`) answered by offering a person / saying it does not know
 - echo: five words in a row (eight characters in Chinese) from the prompt's instruction lines
 - cut: the answer does not end at a sentence end
 - repeat: one sentence said twice
@@ -27,6 +28,7 @@ class Score:
     gradable: int = 0
     correct: int = 0
     wrong: int = 0
+    false_handoff: int = 0
     echo: int = 0
     cut: int = 0
     repeat: int = 0
@@ -37,7 +39,8 @@ class Score:
     first_audio: Optional[float] = field(default=None, compare=False)
 
     def flags(self) -> list[str]:
-        out = [name for name in ("wrong", "echo", "cut", "repeat", "empty") if getattr(self, name)]
+        out = [name.replace("_", " ") for name in ("wrong", "false_handoff", "echo", "cut", "repeat", "empty")
+               if getattr(self, name)]
         if self.gradable and not self.correct:
             out.append("not correct")
         if self.emotion_n and not self.emotion_ok:
@@ -122,6 +125,7 @@ def score_answer(item: dict, text: str, emotions: list[str], messages: list[dict
         s.gradable, s.correct = 1, int(bool(_HANDOFF.search(text)))
     elif item.get("expect"):
         s.gradable, s.correct = 1, int(bool(text) and all(_matches(p, text) for p in item["expect"]))
+        s.false_handoff = int(bool(_HANDOFF.search(text)))
     forbidden = any(_matches(p, text) for p in item.get("forbid", []))
     invented = sources is not None and bool(_numbers(text) - _numbers(sources) - _numbers(item["say"]))
     s.wrong = int(forbidden or invented)

@@ -7,6 +7,7 @@ first text and to first audio. Results go to bench/RESULTS.md (section answers-<
     python bench/answers.py --model qwen2.5-0.5b     # another bundled model (one word), or a .gguf path
     python bench/answers.py --llm-url http://127.0.0.1:8080/v1   # an OpenAI-compatible server
     python bench/answers.py --only mika --no-write   # one character, print only
+    python bench/answers.py --only mika --sets heldout   # the held-out set (answer_sets_heldout.yaml; never tune on it)
 """
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from answer_score import Score, score_answer  # noqa: E402
 from common import ROOT, load_avg, machine, ms, stats, table, write_section  # noqa: E402
 
-SETS = Path(__file__).with_name("answer_sets.yaml")
+SETS = {"default": Path(__file__).with_name("answer_sets.yaml"),
+        "heldout": Path(__file__).with_name("answer_sets_heldout.yaml")}  # the second is never tuned on
 
 
 class Recorder:
@@ -166,7 +168,7 @@ def load_engines(args):
 async def run(args) -> tuple[dict, list[dict], str]:
     llm, tts, memory, knowledge, characters = load_engines(args)
     bench = Bench(llm, tts, memory, knowledge, characters, args.max_tokens, args.temperature)
-    sets = yaml.safe_load(SETS.read_text(encoding="utf-8"))
+    sets = yaml.safe_load(Path(SETS.get(args.sets, args.sets)).read_text(encoding="utf-8"))
     scores: dict[tuple[str, str], list[Score]] = {}
     samples: list[dict] = []
     for character_id, groups in sets.items():
@@ -176,7 +178,7 @@ async def run(args) -> tuple[dict, list[dict], str]:
         sources = source_texts(knowledge, character_id) if character.knowledge.sources else None
         for set_name, items in groups.items():
             for item in items:
-                for audio in (False, True):
+                for audio in (False, True) if not args.text_only else (False,):
                     rec, messages = await bench.ask(character_id, item, audio)
                     s = score_answer(item, rec.text, rec.emotions, messages, sources,
                                      character.knowledge.handoff_message)
@@ -187,7 +189,8 @@ async def run(args) -> tuple[dict, list[dict], str]:
                     if args.verbose:
                         print(f"[{character_id}/{set_name}{'/voice' if audio else ''}] {item['say']!r} -> "
                               f"{rec.text!r} {s.flags()}", flush=True)
-    cs = [i["say"] for name, items in sets.get("mika", {}).items() if name.startswith("cs_") for i in items]
+    cs = [i["say"] for name, items in sets.get("mika", {}).items() if name.startswith(("cs_", "unanswerable_"))
+          for i in items]
     cost = grounding_cost(knowledge, "mika", cs) if not args.only or "mika" in args.only else None
     memory.close()
     knowledge.close()
@@ -202,19 +205,24 @@ def report(scores: dict, samples: list[dict], name: str, args, before: str, cost
         texts = stats([s.first_text for s in items if s.first_text is not None])
         audios = stats([s.first_audio for s in items if s.first_audio is not None])
         rows.append([f"{who}/{set_name}", t.n, f"{t.correct}/{t.gradable}" if t.gradable else "-", t.wrong,
-                     t.echo, t.cut, t.repeat, t.empty, f"{t.emotion_ok}/{t.emotion_n}" if t.emotion_n else "-",
+                     t.false_handoff, t.echo, t.cut, t.repeat, t.empty, f"{t.emotion_ok}/{t.emotion_n}" if t.emotion_n else "-",
                      ms(texts["p50"]) if texts else "-", ms(audios["p50"]) if audios else "-"])
     bad = [s for s in samples if s["flags"]][:12]
     lines = [f"{machine()} Load average before: {before}; after: {load_avg()}.",
-             f"LLM: {name}; max_tokens {args.max_tokens}, temperature {args.temperature}. Every item is asked twice "
-             "(text mode, then voice mode); quality counts both; first text in either mode, first audio in voice mode "
-             "(from the user's complete turn: retrieval + grounding + LLM + TTS).", "",
-             table(["set", "n", "correct", "wrong", "echo", "cut", "repeat", "empty", "emotion fits",
+             f"LLM: {name}; max_tokens {args.max_tokens}, temperature {args.temperature}; question set "
+             f"{args.sets}. " + ("Every item is asked once, in text mode. " if args.text_only else
+                                 "Every item is asked twice (text mode, then voice mode); quality counts both; ") +
+             "first text in either mode, first audio in voice mode (from the user's complete turn: retrieval + "
+             "grounding + LLM + TTS). For unanswerable sets, correct = the handoff line; false handoff = an "
+             "answerable question answered with the handoff line.", "",
+             table(["set", "n", "correct", "wrong", "false handoff", "echo", "cut", "repeat", "empty", "emotion fits",
                     "first text p50 ms", "first audio p50 ms"], rows), "",
              f"Customer-service questions (mika cs_*): {cs_line(scores)}.",
+             f"Unanswerable questions (mika unanswerable_*): {cs_line(scores, 'unanswerable_')} (correct = the "
+             "handoff line).",
              f"All sets: echo {totals.echo}, cut {totals.cut}, repeat {totals.repeat}, empty {totals.empty}."]
     if cost:
-        lines.append(f"Grounding (choosing the answer from the retrieved chunks, on top of retrieval) per CS question: "
+        lines.append(f"Grounding (choosing the answer from the retrieved chunks, on top of retrieval) per CS question (answerable and unanswerable): "
                      f"p50 {ms(cost['first']['p50'])} ms / p95 {ms(cost['first']['p95'])} ms the first time, "
                      f"p50 {ms(cost['again']['p50'])} ms when asked again (target: <= ~100 ms added to first audio; "
                      f"the LLM is not asked at all for these answers).")
@@ -225,11 +233,12 @@ def report(scores: dict, samples: list[dict], name: str, args, before: str, cost
     return "\n".join(lines)
 
 
-def cs_line(scores: dict) -> str:
-    t = Score.total([s for (who, name), items in scores.items() if who == "mika" and name.startswith("cs_")
+def cs_line(scores: dict, prefix: str = "cs_") -> str:
+    t = Score.total([s for (who, name), items in scores.items() if who == "mika" and name.startswith(prefix)
                      for s in items])
     pct = 100 * t.correct / t.gradable if t.gradable else 0
-    return f"{t.correct}/{t.gradable} correct ({pct:.0f}%), {t.wrong} wrong (targets: >= 90% and 0)"
+    return (f"{t.correct}/{t.gradable} correct ({pct:.0f}%), {t.wrong} wrong, {t.false_handoff} false handoffs "
+            "(targets: >= 90% and 0)")
 
 
 def main() -> None:
@@ -241,6 +250,8 @@ def main() -> None:
     p.add_argument("--max-tokens", type=int, default=60)
     p.add_argument("--temperature", type=float, default=0.6)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--sets", default="default", help="question sets: default, heldout, or a YAML path")
+    p.add_argument("--text-only", action="store_true", help="ask each item once, in text mode (quicker)")
     p.add_argument("--verbose", action="store_true")
     p.add_argument("--no-write", action="store_true")
     args = p.parse_args()
@@ -252,6 +263,7 @@ def main() -> None:
         model = args.model or "default"
         label = "url" if args.llm_url else (Path(model).stem if model.endswith(".gguf") else model)
         label += f"-{args.only.replace(',', '-')}" if args.only else ""
+        label += f"-{Path(args.sets).stem}" if args.sets != "default" else ""
         write_section(f"answers-{label}", f"### answers — answer quality ({name})\n\n{body}")
 
 
