@@ -188,7 +188,8 @@ class LlamaCppLLM:
             while not room.acquire(timeout=0.05):  # the reader is busy (synthesizing): wait, unless it has gone
                 if stop.is_set():
                     return
-            put(text)
+            if not stop.is_set():
+                put(text)
 
         def work() -> None:
             try:
@@ -224,6 +225,7 @@ class LlamaCppLLM:
                 yield item
         finally:
             stop.set()
+            room.release()  # a worker waiting for room wakes now and sees the stop
             # Wait for the worker (at most one token or one prompt batch) so the caller's next request
             # and the KV cache state are predictable; it never waits for another request's generation.
             await finished.wait()
