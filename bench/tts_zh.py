@@ -7,9 +7,9 @@ both sides are brought to one spelling: punctuation and spaces dropped, digits r
 ASR's own mapping, which its transcripts already went through). Also the A/V offset of the avatar's mouth on this
 voice, as bench/av_sync.py measures it for English.
 
-With --loop N, also the voice loop in Chinese: `livehost serve` as nuomi (Whisper base zh, Qwen2.5-0.5B, this
-voice) hears N of these sentences, spoken by the voice itself into /v1/realtime like a live microphone (the
-client of bench/voice_loop.py), and every stage is timed from the end of the speech.
+With --loop N, also the voice loop in Chinese (bench/voice_loop_zh.py, which also times a turn's stages inside
+the reply): `livehost serve` as nuomi (Whisper base zh, Qwen2.5-0.5B, this voice) hears N of these sentences,
+spoken by the voice itself into /v1/realtime like a live microphone, every stage timed from the end of the speech.
 
     python bench/tts_zh.py [--loop 12] [--write]
 """
@@ -145,60 +145,12 @@ def main() -> None:
             + "\n\nTraditional -> Simplified before scoring: "
             + ("yes" if to_simplified("這") == "这" else "no") + ".\n\nMisheard:\n\n"
             + "\n".join(f"- {r[0]} -> {r[1]} ({r[2]} / {r[3]})" for r in rows if r[2]) + "\n")
-    if args.loop:
-        body += "\n" + voice_loop_zh(tts, args.loop, to_simplified)
+    if args.loop:  # bench/voice_loop_zh.py's loop, in this section
+        from voice_loop_zh import loop
+        body += "\n" + loop(tts, args.loop, to_simplified, {})
     print(body)
     if args.write:
         write_section("tts_zh", body)
-
-
-ZH_SERVER = {"LIVEHOST_ASR__MODEL": "base", "LIVEHOST_ASR__LANGUAGE": "zh", "LIVEHOST_LLM__MODEL": "qwen2.5-0.5b",
-             "LIVEHOST_PERSONA__CHARACTER": "nuomi"}
-
-
-def voice_loop_zh(tts, turns: int, to_simplified) -> str:
-    """bench/voice_loop.py's client and turns, on Chinese phrases made by the voice, against nuomi's server."""
-    import voice_loop
-    from common import cut_phrases
-    from rt import Server
-
-    phrases = []
-    for i, s in enumerate(SENTENCES[:max(turns + 1, 4)]):
-        pcm = np.concatenate([c.audio for c in tts.synthesize(s)])
-        room = np.zeros(int(0.4 * 24000), np.int16)
-        cut = cut_phrases(np.concatenate([room, pcm, room]), f"zh{i}", min_gap_s=0.3)
-        if len(cut) == 1:  # the voice's clause pauses are shorter than the server's silence wait
-            cut[0].name = s
-            phrases.append(cut[0])
-    voice_loop.all_phrases = lambda: phrases
-    args = argparse.Namespace(sessions=1, stagger=0.7, warmup=1, turns=turns, fresh=False, lead=1.0, pause_busy=0.3,
-                              pause_max=60.0, timeout=60.0, gap=0.5, chunk_ms=100, semantic=None, silence_ms=None)
-    with Server(env=ZH_SERVER) as server:
-        out = asyncio.run(voice_loop.drive(server, args))
-    good = [t for t in out["turns"] if not t["warmup"] and t["valid"]]
-    rows, previous = [], None
-    for label, kind in voice_loop.STAGES:
-        s = stats([t["t"][kind] for t in good if t["t"][kind] is not None])
-        step = stats([t["t"][kind] - t["t"][previous] for t in good
-                      if t["t"][kind] is not None and t["t"][previous] is not None]) if previous else s
-        rows.append([label, ms(s["p50"]), ms(s["p95"]), ms(step["p50"]), s["n"]])
-        previous = kind
-    heard = [cer(t["phrase"], t["transcript"], to_simplified) for t in good]
-    cjk = sum(1 for t in good if any("\u4e00" <= c <= "\u9fff" for c in t["reply"]))
-    return ("\n#### voice loop in Chinese (nuomi: Whisper base zh, Qwen2.5-0.5B, this voice)\n\n"
-            f"`livehost serve` started by the bench ({' '.join(f'{k}={v}' for k, v in ZH_SERVER.items())}), models "
-            f"loaded in {server.load_s:.1f} s; {len(good)} valid of {turns} measured turns after 1 warm-up, "
-            "sentences of this bench spoken by the voice, 100 ms appends in real time, the server's default VAD. "
-            f"During the run: {out['cpu']}.\n\nms from the send of the chunk holding the last voiced sample "
-            "(target for the first audio: p50 <= 800 ms, as for English):\n\n"
-            + table(["stage (first event of the turn)", "p50", "p95", "step p50", "n"], rows)
-            + "\n\nServer side, /metrics histogram means over the run (ms):\n\n"
-            + table(["histogram", "mean", "count"], [[f"`{n}`", ms(m[0]), m[1]] for n, m in out["metrics"].items()
-                                                      if "barge" not in n])
-            + f"\n\nASR CER on these turns: {sum(e for e, _ in heard) / max(1, sum(n for _, n in heard)):.3f}. "
-            f"Replies with Chinese in them: {cjk} / {len(good)}. Server errors: {', '.join(out['errors']) or 'none'}."
-            "\n\nTurns (heard -> reply):\n\n" + "\n".join(
-                f"- {t['transcript']} -> {t['reply'][:60]}" for t in good) + "\n")
 
 
 async def av_offsets(tts, trials: int = 5) -> list[float]:

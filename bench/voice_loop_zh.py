@@ -133,12 +133,15 @@ def stages(tts, turns: int) -> str:
                 at["chunk"] = time.perf_counter() - t0
                 _, words = dialogue.tagger().feed(chunk)
                 t = time.perf_counter()
-                audio = sum(len(p.audio) for p in tts.synthesize(words or chunk)) / tts.sample_rate
-                at["tts"], first = time.perf_counter() - t, (words or chunk, audio)
+                pieces = tts.synthesize(words or chunk)
+                head = next(pieces)  # the first audio the voice hands over
+                at["tts"] = time.perf_counter() - t
+                audio = (len(head.audio) + sum(len(p.audio) for p in pieces)) / tts.sample_rate
+                at["tts_all"], first = time.perf_counter() - t, (words or chunk, audio)
         prompt = evaluated()
         conversation.append({"role": "assistant", "content": "".join(generated), "status": "completed"})
         if first:  # the reply path's own stages; a reply with nothing to say has none
-            rows.append((asr_s, prompt, at["raw"], at["filtered"], at["chunk"], at["tts"], *first))
+            rows.append((asr_s, prompt, at["raw"], at["filtered"], at["chunk"], at["tts"], *first, at["tts_all"]))
 
     async def run() -> None:
         for k in range(0, turns, 4):  # a new conversation every 4 turns, as new viewers come
@@ -154,10 +157,11 @@ def stages(tts, turns: int) -> str:
         line("ASR final, Whisper base zh, whole phrase", 0),
         ["prompt tokens llama.cpp evaluated", f"{np.median(cols[1]):.0f}", f"{max(cols[1])}"],
         line("LLM first raw token (from the plan)", 2), line("first text out of the reply filter", 3),
-        line("first chunk out of the chunker", 4), line("voice: synthesis of the first chunk", 5),
+        line("first chunk out of the chunker", 4), line("voice: its first audio of that chunk", 5),
+        line("voice: all of that chunk", 8),
         ["first chunk: characters / audio s (p50)", f"{np.median([len(r[6]) for r in rows]):.0f} / "
                                                     f"{np.median(cols[7]):.2f}", "-"],
-        ["**first chunk + its synthesis**", ms(stats([r[4] + r[5] for r in rows])["p50"]),
+        ["**first chunk + the voice's first audio**", ms(stats([r[4] + r[5] for r in rows])["p50"]),
          ms(max(r[4] + r[5] for r in rows))]])
     return (f"#### a Chinese turn's stages in one process (nuomi, {len(rows)} of {turns} turns said something)\n\n"
             f"Load average before: {before}; after: {load_avg()}.\n\n" + body + "\n\nFirst chunks: "

