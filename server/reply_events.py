@@ -14,7 +14,7 @@ import numpy as np
 
 from livehost.avatar.visemes import VisemeTrack, to_event
 from livehost.server.protocol import new_id
-from livehost.server.voice_out import Segment
+from livehost.server.voice_out import Segment, spoken_join
 from livehost.speech.audio import encode_audio
 
 
@@ -132,7 +132,8 @@ def to_realtime(event: ReplyEvent) -> list[dict]:
         if event.visemes is not None:
             out.append(to_event(event.visemes, response_id=reply.id, item_id=reply.item_id))
         return out + [{"type": "response.output_audio_transcript.delta", **_ids(reply),
-                       "delta": ("" if event.first else " ") + event.text}]
+                       "delta": ("" if event.first or not reply.segments else
+                                 spoken_join(reply.segments[-1].text, event.text)) + event.text}]
     if isinstance(event, Created):
         return [{"type": "response.created", "response": response(reply)}]
     if isinstance(event, Calls):

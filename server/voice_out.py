@@ -17,6 +17,8 @@ from typing import Callable, Protocol
 
 import numpy as np
 
+from livehost.speech.chunker import is_cjk
+
 
 class VoiceOut(Protocol):
     rate: int
@@ -103,14 +105,26 @@ class Segment:
     text: str
 
 
+def spoken_join(before: str, text: str) -> str:
+    """What goes between two spoken chunks: a space, but none where Chinese (or Japanese) meets either side,
+    which is written without spaces (a clause of the Mandarin voice is a chunk of its own)."""
+    return "" if not before or is_cjk(before[-1]) or is_cjk(text[:1]) else " "
+
+
 def text_until(segments: list[Segment], audio_end_ms: float) -> str:
-    """The words spoken up to audio_end_ms; a segment cut midway keeps the share of words that was heard."""
-    words: list[str] = []
+    """The words spoken up to audio_end_ms; a segment cut midway keeps the share of words (characters, in
+    Chinese) that was heard."""
+    out = ""
     for seg in segments:
+        said = ""
         if audio_end_ms >= seg.end_ms - 0.5:  # sent_ms is a float sum of pieces: never lose a word to rounding
-            words.append(seg.text)
+            said = seg.text
         elif audio_end_ms > seg.start_ms:
-            parts = seg.text.split()
             share = (audio_end_ms - seg.start_ms) / max(1.0, seg.end_ms - seg.start_ms)
-            words.append(" ".join(parts[: int(len(parts) * share)]))
-    return " ".join(w for w in words if w).strip()
+            parts = seg.text.split()
+            said = seg.text[: int(len(seg.text) * share)] if any(is_cjk(c) for c in seg.text) else \
+                " ".join(parts[: int(len(parts) * share)])
+        said = said.strip()
+        if said:
+            out += spoken_join(out, said) + said
+    return out
