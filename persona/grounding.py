@@ -184,7 +184,7 @@ ANSWER_TYPES: list[tuple[str, re.Pattern, re.Pattern]] = [
                            r"电话|手机号|邮箱|联系方式|微信号", re.I),
      re.compile(r"\+?\d[\d ()-]{6,}\d|[\w.+-]+@[\w-]+\.\w+", re.I)),
     ("destination", re.compile(r"\b(?:ship|send|deliver|post|mail)\w*\b.*\bto\s+(?!me\b|you\b|us\b|my\b|your\b|"
-                               r"the\b|a\b|an\b|it\b|them\b)[A-Z]|\b(?:abroad|overseas|internationally|worldwide)\b|"
+                               r"the\b|a\b|an\b|it\b|them\b)(?-i:[A-Z])|\b(?:abroad|overseas|internationally|worldwide)\b|"
                                r"(?:寄|送|发|邮|运)(?:到|往)|国外|海外|国际|境外", re.I),
      re.compile(r"\babroad\b|\boverseas\b|\binternational|\bcountr(?:y|ies)\b|\bworldwide\b|国外|海外|国内|境外|国际",
                 re.I)),

@@ -47,6 +47,7 @@ class WordsEmbedder:
     ("Can you send an order to Canada?", "destination"),
     ("Do you deliver abroad?", "destination"),
     ("能寄到日本吗？", "destination"),
+    ("Can I send the parcel back to get a refund?", None),  # "to get": not a place
     ("How much is the oak serving board?", "price"),
     ("What do you charge for normal delivery?", "price"),
     ("普通快递运费多少钱？", "price"),
