@@ -81,7 +81,10 @@ async def test_a_chinese_voice_turn_is_heard_answered_and_spoken_in_chinese(zh_s
 
     heard = next(e for e in events if e["type"] == "conversation.item.input_audio_transcription.completed")
     errors, chars = bench.cer(SENTENCE, heard["transcript"], bench._simplified())
-    assert errors / chars <= 0.35, heard["transcript"]  # the round trip's CER is 0.06; noise and VAD cuts cost more
+    # The voice samples noise inside its model, so this sentence sounds a little different each run: offline, 13 of
+    # 14 syntheses came back at CER 0.09 and one at 0.36 ("1号请论退货期限时多久"), as a CI run did. English or garbage
+    # would be near 1.0.
+    assert errors / chars <= 0.5, heard["transcript"]
     done = events[-1]["response"]
     assert done["status"] == "completed", done
     said = next(e for e in events if e["type"] == "response.output_audio_transcript.done")["transcript"]
