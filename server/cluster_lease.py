@@ -118,11 +118,16 @@ class Lease:
 
     async def _drop(self) -> None:
         conn, self._conn = self._conn, None
-        if conn is not None:
-            try:
-                await conn.close()
-            except Exception:  # noqa: BLE001 - already broken
-                pass
+        await close_quietly(conn)
+
+
+async def close_quietly(conn: Optional[psycopg.AsyncConnection]) -> None:
+    """Close a connection that may already be broken (a dead server, a half-done statement)."""
+    if conn is not None:
+        try:
+            await conn.close()
+        except Exception:  # noqa: BLE001 - already broken
+            pass
 
 
 async def keep(lease: Lease, on_gain: Callable[[], Awaitable[None]], on_loss: Callable[[], Awaitable[None]]) -> None:

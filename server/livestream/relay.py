@@ -18,6 +18,7 @@ from typing import Any, Callable, Optional
 
 import psycopg
 
+from ..cluster_lease import close_quietly
 from .ingest import IngestError, parse_ingest
 
 log = logging.getLogger("livehost.stream")
@@ -142,8 +143,4 @@ class ChatRelay:
 
     async def close(self) -> None:
         conn, self._conn = self._conn, None
-        if conn is not None:
-            try:
-                await conn.close()
-            except Exception:  # noqa: BLE001 - already broken
-                pass
+        await close_quietly(conn)
