@@ -90,7 +90,7 @@ def create_app(settings: Settings, engines: Optional[Engines] = None, stream: bo
         s = settings
         return {"status": "ok", "uptime_s": round(time.time() - app.state.started, 1),
                 "sessions": sum(int(m.value) for m in _gauge_samples()),
-                "engines": {"asr": f"{s.asr.engine}:{s.asr.model}", "llm": f"{s.llm.engine}:{s.llm.model or 'bundled'}",
+                "engines": {"asr": f"{s.asr.engine}:{getattr(app.state.engines.asr, 'name', s.asr.model)}", "llm": f"{s.llm.engine}:{s.llm.model or 'bundled'}",
                             "tts": f"{s.tts.engine}:{s.tts.voice or 'bundled'}", "vad": s.vad.engine},
                 # replies go on while shared storage is down (memory writes queue): reported here, status stays ok
                 "storage": storage_health(app.state.engines.memory)}

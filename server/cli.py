@@ -54,8 +54,8 @@ def main() -> None:
               help="llama-cpp: the embedded GGUF model (default); openai: an OpenAI-compatible server.")
 @click.option("--llm-url", "llm_base_url", help="Base URL of the OpenAI-compatible server, e.g. http://127.0.0.1:11434/v1.")
 @click.option("--llm-model", "llm_model", help="GGUF path (llama-cpp) or model name (openai).")
-@click.option("--asr-model", "asr_model", help="tiny.en (default, fast), base (multilingual), or a local model folder.")
-@click.option("--language", "asr_language", help="Speech language code, or 'auto' (needs --asr-model base).")
+@click.option("--asr-model", "asr_model", help="auto (default: tiny.en for English, base for other languages), tiny.en, base, or a local model folder.")
+@click.option("--language", "asr_language", help="Speech language code; 'character' (default: the character's first language); 'auto' detects (not with tiny.en).")
 @click.option("--log-level", "server_log_level", type=click.Choice(["debug", "info", "warning", "error"]))
 def serve(config: Optional[str], **flags: Any) -> None:
     """Load the models and serve the Realtime API, /healthz and /metrics."""

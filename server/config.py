@@ -22,8 +22,10 @@ class Section(BaseModel):
 
 class ASRSettings(Section):
     engine: str = "faster-whisper"
-    model: str = Field("tiny.en", description="tiny.en, base (bundled), a local CTranslate2 folder, or a hub id")
-    language: str = Field("en", description="language code, or 'auto' to detect (needs a multilingual model)")
+    model: str = Field("auto", description="auto (tiny.en for English, base for other languages; both bundled), "
+                       "tiny.en, base, a local CTranslate2 folder, or a hub id")
+    language: str = Field("character", description="character: the session character's first language (en for "
+                          "lumi, zh for nuomi); a language code; or 'auto' to detect (needs a multilingual model)")
     device: str = "cpu"
     compute_type: str = "int8"
     beam_size: int = Field(1, ge=1, le=10)
@@ -31,6 +33,14 @@ class ASRSettings(Section):
     partial_interval_ms: int = Field(900, ge=200, description="how often partial transcripts are made while the user speaks")
     short_window: bool = Field(True, description="encode only the utterance (+1 s), not Whisper's fixed 30 s: "
                                                  "~8x less encoder time per turn")
+
+    def language_for(self, character: Any) -> Optional[str]:
+        """The language a session with `character` is heard in; None: detected on each turn."""
+        if self.language == "auto":
+            return None
+        if self.language == "character":
+            return (getattr(character, "languages", None) or ["en"])[0]
+        return self.language
 
 
 class VADSettings(Section):

@@ -66,6 +66,9 @@ class Engines:
             log.info("%s ready in %.1f s", label, time.perf_counter() - started)
         loaded["turn"] = load_turn_model(s)
         loaded["characters"] = characters = load_characters(s)
+        if hasattr(loaded["asr"], "prepare"):  # asr.model auto: the ears the server's own characters need, now
+            for name in {s.persona.character, s.stream.character or s.persona.character}:
+                loaded["asr"].prepare(s.asr.language_for(characters.get(name)))
         if s.memory.enabled:
             started = time.perf_counter()
             languages = sorted({lang for c in characters.list() for lang in c.languages})

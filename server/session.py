@@ -48,7 +48,7 @@ class RealtimeSession:
         self.config = self.guard.initial(SessionConfig(
             character=settings.persona.character,
             **({"input_format": media_format, "output_format": media_format} if media_format else {}),
-            language=None if asr.language == "auto" else asr.language,
+            language=None if asr.language in ("auto", "character") else asr.language,  # None: the server's choice
             turn_detection=TurnDetection(vad.threshold, vad.prefix_padding_ms, vad.silence_ms, type=vad.turn_detection,
                                          eagerness=vad.eagerness),
             kind="transcription" if intent == "transcription" else "realtime"))
@@ -76,7 +76,8 @@ class RealtimeSession:
     def _listener_config(self) -> ListenerConfig:
         td, s = self.config.turn_detection or TurnDetection(), self.settings
         return ListenerConfig(td.threshold, s.vad.min_speech_ms, td.silence_duration_ms, td.prefix_padding_ms,
-                              s.asr.partial_interval_ms, s.server.max_buffer_seconds, self.config.language,
+                              s.asr.partial_interval_ms, s.server.max_buffer_seconds,
+                              self.config.language or s.asr.language_for(self.dialogue.character),
                               eagerness=td.eagerness if td.type == "semantic_vad" else None)
 
     # ---- out -------------------------------------------------------------------------------------------------------

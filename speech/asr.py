@@ -161,7 +161,55 @@ def resolve_whisper_model(name: str, cache_dir: str | os.PathLike | None = None)
             "with network.") from e
 
 
+AUTO = "auto"
+
+
 @ASR.register("faster-whisper")
+def faster_whisper(model: str = AUTO, **options) -> "FasterWhisperASR | ByLanguageASR":
+    """asr.model: tiny.en, base, a local folder, a hub id, or auto (the default): tiny.en for English turns and
+    Whisper base for every other language (`ByLanguageASR`)."""
+    if model.strip().lower() == AUTO:
+        return ByLanguageASR(**options)
+    return FasterWhisperASR(model, **options)
+
+
+class ByLanguageASR:
+    """Two bundled Whispers behind one engine: tiny.en (fast) hears English, base (multilingual) hears any other
+    language and detects one when asked to (language None or "auto"). Base is loaded once, at start where the
+    server's character needs it (`prepare`), else on the first turn that does."""
+    sample_rate = 16000
+    multilingual = True
+
+    def __init__(self, **options):
+        self.options = options
+        self.english = FasterWhisperASR("tiny.en", **options)
+        self._other: "FasterWhisperASR | None" = None
+        self._lock = threading.Lock()
+        self.name = "auto (tiny.en | base for other languages)"
+
+    def other(self) -> "FasterWhisperASR":
+        with self._lock:  # two sessions asking at once load it once
+            if self._other is None:
+                log.info("asr.model auto: loading Whisper base for speech that is not English")
+                model = FasterWhisperASR("base", **self.options)
+                model.warmup()
+                self._other = model
+            return self._other
+
+    def pick(self, language: str | None) -> "FasterWhisperASR":
+        return self.english if (language or "").lower() == "en" else self.other()
+
+    def prepare(self, language: str | None) -> None:
+        """Load now what a turn in `language` will need (so the first such turn does not wait for it)."""
+        self.pick(language)
+
+    def transcribe(self, audio: np.ndarray, language: str | None = None) -> Transcript:
+        return self.pick(language).transcribe(audio, language)
+
+    def warmup(self) -> None:
+        self.english.warmup()
+
+
 class FasterWhisperASR:
     sample_rate = 16000
 

@@ -214,3 +214,33 @@ def test_base_joins_once_and_transcribes(tmp_path_factory, jfk):
     german = soxr.resample(german.mean(axis=1), sr, 16000)[36 * 16000:41 * 16000].astype(np.float32)
     t = base.transcribe(german, language="auto")  # detected on the short window's encoding
     assert t.language == "de" and "software" in t.text.lower(), t
+
+
+@pytest.mark.e2e
+def test_auto_hears_english_with_tiny_and_other_languages_with_base(jfk, tmp_path_factory):
+    """asr.model auto (the default): tiny.en for English; Whisper base, loaded on first need, for the rest."""
+    from livehost.speech.asr import ByLanguageASR
+
+    asr = ASR.create("faster-whisper", cpu_threads=2, cache_dir=tmp_path_factory.mktemp("auto-cache"))
+    assert isinstance(asr, ByLanguageASR) and asr.multilingual
+    t = asr.transcribe(jfk, language="en")
+    assert PHRASE in norm(t.text), t.text
+    assert asr._other is None  # English alone never loads base
+    german, sr = sf.read(str(MULTILINGUAL), dtype="float32", always_2d=True)
+    german = soxr.resample(german.mean(axis=1), sr, 16000)[36 * 16000:41 * 16000].astype(np.float32)
+    t = asr.transcribe(german, language=None)  # detect: tiny.en cannot, base does
+    assert t.language == "de" and "software" in t.text.lower(), t
+    assert asr.pick("zh") is asr.pick(None) is asr._other and asr.pick("en") is asr.english
+
+
+def test_the_heard_language_follows_the_character_unless_set():
+    from livehost.server.config import ASRSettings
+    from livehost.persona.character import CharacterLibrary, BUILTIN_DIR
+
+    cards = CharacterLibrary([BUILTIN_DIR])
+    nuomi, lumi = cards.get("nuomi"), cards.get("lumi")
+    default = ASRSettings()
+    assert default.model == "auto"
+    assert (default.language_for(nuomi), default.language_for(lumi)) == ("zh", "en")
+    assert ASRSettings(language="auto").language_for(nuomi) is None  # detected on each turn
+    assert ASRSettings(language="de").language_for(nuomi) == "de"

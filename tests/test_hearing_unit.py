@@ -118,3 +118,13 @@ async def test_semantic_vad_without_its_model_is_refused_and_the_session_keeps_i
     assert error["type"] == "error" and error["error"]["param"] == "session.audio.input.turn_detection.type"
     assert s.config.turn_detection.type == "server_vad" and s.listener.config.eagerness is None
     await s.close()
+
+
+async def test_a_session_hears_its_characters_language_unless_the_client_sets_one(settings):
+    s = session(settings)  # lumi: English
+    assert s.listener.config.language == "en"
+    await update(s, {"livehost": {"character": "nuomi"}})  # her card says zh: heard in Chinese
+    assert s.listener.config.language == "zh"
+    await update(s, {"audio": {"input": {"transcription": {"model": "whisper", "language": "en"}}}})
+    assert s.listener.config.language == "en"  # the client's choice wins over the card's
+    await s.close()

@@ -22,7 +22,7 @@ class StreamerMic:
         vad, asr = settings.vad, settings.asr
         config = ListenerConfig(vad.threshold, vad.min_speech_ms, vad.silence_ms, vad.prefix_padding_ms,
                                 asr.partial_interval_ms, settings.server.max_buffer_seconds,
-                                None if asr.language == "auto" else asr.language)
+                                asr.language_for(getattr(host, "character", None)))
         self.listener = Listener(engines.vad, engines.asr, config, self._on_listener, lambda: new_id("item"))
         self._resampler = Resampler(rate, 16000)
 
