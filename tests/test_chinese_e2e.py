@@ -25,14 +25,14 @@ def _cjk(text: str) -> int:
 
 @pytest.fixture(scope="module")
 def zh(tmp_path_factory):
-    """Settings and engines for a Chinese host: Whisper base (zh), Qwen2.5-0.5B, nuomi."""
+    """Settings and engines for a Chinese host, nuomi, as a new user starts one: the defaults give her Whisper base
+    (zh, from her card) and Qwen2.5-0.5B (llm.model auto)."""
     from livehost.server.config import load_settings
     from livehost.server.engines import Engines
 
     settings = load_settings(overrides={
         "data_dir": str(tmp_path_factory.mktemp("zh-data")), "memory": {"enabled": False},
-        "asr": {"model": "base", "language": "zh"}, "llm": {"model": "qwen2.5-0.5b", "max_tokens": 40},
-        "persona": {"character": "nuomi"}})
+        "llm": {"max_tokens": 40}, "persona": {"character": "nuomi"}})  # the rest follows from her card
     return settings, Engines.load(settings, progress=False)
 
 
