@@ -56,6 +56,8 @@ def main() -> None:
 @click.option("--llm-model", "llm_model", help="GGUF path (llama-cpp) or model name (openai).")
 @click.option("--asr-model", "asr_model", help="auto (default: tiny.en for English, base for other languages), tiny.en, base, or a local model folder.")
 @click.option("--language", "asr_language", help="Speech language code; 'character' (default: the character's first language); 'auto' detects (not with tiny.en).")
+@click.option("--character", "persona_character", help="The character a session starts with (default lumi; "
+              "nuomi speaks Mandarin, mika answers from her shop's knowledge).")
 @click.option("--log-level", "server_log_level", type=click.Choice(["debug", "info", "warning", "error"]))
 def serve(config: Optional[str], **flags: Any) -> None:
     """Load the models and serve the Realtime API, /healthz and /metrics."""
