@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from livehost.persona.character import Character
-from livehost.persona.emotion import EmotionTagger, prosody_for
+from livehost.persona.emotion import Emotion, EmotionTagger, classify, prosody_for
 from livehost.persona.grounding import extract_answer, handoff_line, recall
-from livehost.persona.reply_filter import Prompt
+from livehost.persona.reply_filter import SAD_NEWS, Prompt
 from livehost.persona.tool_calls import as_chat
 from livehost.persona.window import SUMMARY_INSTRUCTION, ConversationWindow
 from livehost.speech.tts import Prosody
@@ -39,6 +39,15 @@ async def _none() -> None:
     return None
 
 
+def mood_of(user_text: str) -> Optional[Emotion]:
+    """The feeling a reply to these words starts with, before any of its own words: sad news is met gently, joy
+    (thanks, cheering, surprise) in kind; None when nothing stands out (the reply's words decide)."""
+    if SAD_NEWS.search(user_text):
+        return "sad"
+    guess = classify(user_text)
+    return guess if guess in ("happy", "excited", "surprised") else None
+
+
 def _cite(chunk) -> dict:
     return {"id": str(chunk.id), "source": chunk.source, "score": round(float(chunk.score), 3)}
 
@@ -60,6 +69,7 @@ class Dialogue:
         self._writes: set[asyncio.Task] = set()
         self.busy = asyncio.Event()  # set while a reply speaks, so summaries wait for a quiet moment
         self.busy.set()
+        self._mood: Optional[Emotion] = None  # a reply's first emotion when the LLM is not asked for tags
 
     # ---- a reply's messages ----------------------------------------------------------------------------------------
 
@@ -67,6 +77,7 @@ class Dialogue:
         """conversation: [{role, content, status}] oldest first; the last user message is what to answer."""
         user_text = next((m["content"] for m in reversed(conversation) if m["role"] == "user"), "")
         c = self.character
+        self._mood = None if c.asks_for_tags else mood_of(user_text)
         if user_text and c.wants_handoff(user_text):
             return Plan([], script=c.knowledge.handoff_message, handoff="user_asked")
         memories, notes, sources = [], [], []
@@ -155,7 +166,8 @@ class Dialogue:
     # ---- voice and face --------------------------------------------------------------------------------------------
 
     def tagger(self) -> EmotionTagger:
-        return EmotionTagger(self.character.emotions)
+        """For the reply just planned: a character whose LLM writes no tags starts from the user's mood."""
+        return EmotionTagger(self.character.emotions, initial=self._mood or "neutral")
 
     def prosody(self, emotion: str, speed: float = 1.0) -> Prosody:
         v = self.character.voice

@@ -32,6 +32,7 @@ _QUOTED = re.compile(r"\"[^\"]*\"|“[^”]*”|«[^»]*»")
 SAD_NEWS = re.compile(r"passed away|\bdied\b|\bdead\b|funeral|\blost my\b|\brip\b|:\(|😢|😭|\bsad\b|depress|"
                       r"feel\w* (?:a bit |so |really )?down|rough day|bad day|去世|走了|难过|伤心|哭|不开心", re.I)
 _CONDOLENCE_HOLD = re.compile(r"sorry|condolen|heart goes|rest in|抱歉|节哀|遗憾")
+_CONDOLENCE_START = "抱节遗"  # the first characters of _CONDOLENCE_HOLD's Chinese words
 _CONDOLENCE = re.compile(r"sorry (?:for|about) your loss|condolence|sorry to hear|heart goes out|rest in peace|"
                          r"passed away|节哀")
 
@@ -100,13 +101,15 @@ class _Checker:
 
     def suspicious(self, key: str) -> bool:
         """The sentence so far could still become a repeat, an echo or a sentence to avoid."""
-        if len(key.split()) < 2 and len(_CJK.findall(key)) < 3:
+        words, cjk = len(key.split()), len(_CJK.findall(key))
+        # Chinese has no spaces: two characters are held (a word), then the prefix checks below decide
+        if words < 2 and cjk < 2:
             return True
-        if self.avoid is not None and (len(key.split()) < 5 and len(_CJK.findall(key)) < 6 or self.avoid.search(key)):
+        if self.avoid is not None and (words < 5 and cjk < 6 or self.avoid.search(key)):
             return True
-        if self.mourning_wrong and (len(key.split()) < 4 and len(_CJK.findall(key)) < 4
+        if self.mourning_wrong and (words < 4 and not cjk or cjk and key[-1:] in _CONDOLENCE_START
                                     or _CONDOLENCE_HOLD.search(key)):
-            return True  # "I'm sorry for ..." is known from its fourth word on
+            return True  # "I'm sorry for ..." is known from its fourth word on; 抱歉, 节哀, 遗憾 from their second
         return any(s.startswith(key) for s in self.said) or any(key in line for line in self.instructions) \
             or key in self.user
 

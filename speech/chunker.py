@@ -11,6 +11,7 @@ from typing import Any, AsyncIterator
 _CJK_ENDERS = "。！？；"  # full-width: a sentence ends here, no space follows
 _EN_ENDERS = ".!?…"
 _CJK_CLAUSE = "，、；："
+_CJK_COMMAS = "，、"  # may end a short first chunk (not '：', which often opens a quote)
 _EN_CLAUSE = ",;:—"
 # May follow a sentence end before the space: quotes, brackets, markdown emphasis.
 _CLOSERS = "\"'”’)]}）」』】》*_`"
@@ -63,14 +64,17 @@ class SentenceChunker:
     """push() tokens, get back the chunks that are complete; flush() at the end of the reply.
 
     Splits at sentence ends and newlines. Until the first chunk is out it also splits at a clause
-    boundary once first_min_chars are held, or after first_max_words words when no boundary comes,
-    so the voice starts while the LLM is still writing. No chunk is longer than max_chars.
+    boundary once first_min_chars are held (a Chinese one once first_min_cjk Chinese characters are),
+    or after first_max_words words when no boundary comes, so the voice starts while the LLM is still
+    writing. No chunk is longer than max_chars.
     """
 
-    def __init__(self, first_min_chars: int = 12, max_chars: int = 220, first_max_words: int = 7):
+    def __init__(self, first_min_chars: int = 12, max_chars: int = 220, first_max_words: int = 7,
+                 first_min_cjk: int = 2):
         if max_chars < 2:
             raise ValueError("max_chars must be at least 2")
         self.first_min_chars = first_min_chars
+        self.first_min_cjk = first_min_cjk
         self._first_words = re.compile(r"\s*(?:\S+\s+){%d}" % first_max_words) if first_max_words else None
         self.max_chars = max_chars
         self._buf = ""
@@ -117,6 +121,12 @@ class SentenceChunker:
         """Whether a clause boundary may end the first chunk here."""
         return not self._emitted and len(self._buf[:cut].strip()) >= self.first_min_chars
 
+    def _early_cjk(self, cut: int) -> bool:
+        """Whether a Chinese comma may end the first chunk here: after a word or more (first_min_cjk characters).
+        The Mandarin voice says each clause alone anyway (speech/tts_zh.py), so a short first chunk costs nothing
+        in how it sounds, and it is heard ~5 characters (~3 tokens of the LLM) sooner."""
+        return not self._emitted and sum(1 for c in self._buf[:cut] if "\u3400" <= c <= "\u9fff") >= self.first_min_cjk
+
     def _natural_cut(self) -> int | None:
         buf, n = self._buf, len(self._buf)
         i = 0
@@ -124,7 +134,7 @@ class SentenceChunker:
             c = buf[i]
             if c == "\n" or c in _CJK_ENDERS or (c == "…" and i and is_cjk(buf[i - 1])):
                 return i + 1
-            if c in _CJK_CLAUSE and self._early(i + 1):
+            if c in _CJK_CLAUSE and (self._early_cjk(i + 1) if c in _CJK_COMMAS else self._early(i + 1)):
                 return i + 1
             if c in _EN_ENDERS or c in _EN_CLAUSE:
                 j = i + 1

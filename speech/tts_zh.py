@@ -264,23 +264,30 @@ class ZhTTS:
         if not text or not text.strip():
             return
         first = True
-        for sentence in split_sentences(text):
+        sentences = split_sentences(text)
+        # a call that ends at a comma (a reply's short first chunk) ends with the pause its next clause would have
+        # had inside one call, so the reply keeps its rhythm however the chunker cut it
+        open_end = text.rstrip()[-1:] in _OPEN_END
+        for n, sentence in enumerate(sentences):
             if is_english(sentence):
                 yield from self._english(sentence, p)
                 first = False
                 continue
             said, unsaid = False, ""  # unsaid: the text of clauses with nothing to read, kept for the next chunk
-            for clause in clauses(sentence):
+            parted = clauses(sentence)
+            for k, clause in enumerate(parted):
                 parts = [(ph, sy) for ph in zh_text.phrases(clause) if (sy := self.phonemizer.symbols(ph))]
                 if not parts:
                     unsaid += clause
                     continue
-                yield from self._clause(parts, unsaid + clause, p, split=first, pause=said)
+                tail = open_end and n == len(sentences) - 1 and k == len(parted) - 1
+                yield from self._clause(parts, unsaid + clause, p, split=first, pause=said, tail=tail)
                 first, said, unsaid = False, True, ""
 
-    def _clause(self, parts: list, text: str, p: Prosody, split: bool, pause: bool) -> Iterator[SpeechChunk]:
-        """One clause (its phrases joined by short pauses, after one when `pause`) as one chunk, or, with `split`
-        and a long enough single phrase, as two: its first syllables alone, then the rest."""
+    def _clause(self, parts: list, text: str, p: Prosody, split: bool, pause: bool, tail: bool = False
+                ) -> Iterator[SpeechChunk]:
+        """One clause (its phrases joined by short pauses, after one when `pause`, and before one when `tail`) as one
+        chunk, or, with `split` and a long enough single phrase, as two: its first syllables alone, then the rest."""
         # Pitch: the model's own f0 control barely moves the voice (measured: +1 % for pitch 1.12), so the phrase
         # is made p.pitch times longer and played p.pitch times faster (higher by as much).
         speed = p.pitch / (self.speed * p.rate)
@@ -288,7 +295,7 @@ class ZhTTS:
             mel, frames = self._spectrogram(parts[0][1], speed)
             cut = first_cut(parts[0][0], parts[0][1], frames, text)
             if cut:
-                yield from self._two(parts[0][1], mel, frames, cut, text, p)
+                yield from self._two(parts[0][1], mel, frames, cut, text, p, tail)
                 return
             made = [(mel, frames)]
         else:
@@ -303,13 +310,14 @@ class ZhTTS:
             start = sum(len(x) for x in pieces) / SAMPLE_RATE / p.pitch
             timings += [(ph, start + s / p.pitch, d / p.pitch) for ph, s, d in phones]
             pieces.append(fade_out(audio))
-        audio = np.concatenate(pieces)
+        audio = np.concatenate(pieces + ([gap] if tail else []))
         if p.pitch != 1.0:
             import soxr
             audio = soxr.resample(audio, SAMPLE_RATE * p.pitch, SAMPLE_RATE).astype(np.float32)
         yield _chunk(audio * p.energy, text, timings)
 
-    def _two(self, symbols, mel, frames, cut: tuple[int, int], text: str, p: Prosody) -> Iterator[SpeechChunk]:
+    def _two(self, symbols, mel, frames, cut: tuple[int, int], text: str, p: Prosody, pause_after: bool = False
+             ) -> Iterator[SpeechChunk]:
         """A phrase's mel vocoded in two windows split at frame cut[0], each with CONTEXT_FRAMES of the other's
         mel (dropped from its audio), so the joint sounds as the whole run would; text split at cut[1]."""
         import soxr
@@ -327,6 +335,8 @@ class ZhTTS:
         phones = [(ph, max(0.0, s - lead), s + d - max(lead, s)) for ph, s, d in _timings(symbols, frames, whole)
                   if s + d > lead]
         tail = fade_out(tail)
+        if pause_after:
+            tail = np.concatenate([tail, np.zeros(int(PHRASE_PAUSE_S * SAMPLE_RATE), np.float32)])
         out = stream.resample_chunk(tail, last=True) if stream else tail
         yield _chunk(out * p.energy, text[cut[1]:], [(ph, s / p.pitch, d / p.pitch) for ph, s, d in phones])
 
@@ -363,6 +373,7 @@ def _chunk(audio: np.ndarray, text: str, timings: list[tuple[str, float, float]]
                        phonemes=[(ph, s, min(d, end - s)) for ph, s, d in timings if s < end and d > 0])
 
 
+_OPEN_END = "，、；：,;:"  # a text that ends here ends mid-sentence
 _LIPS_SHUT = ("b", "p", "m")  # pinyin initials said with closed lips
 # A clause ends at Chinese punctuation, or at ASCII punctuation that is not inside a number (3.5, 1,000, 10:30).
 _CLAUSE_END = re.compile(r"[，、；：。．！？…\n]+|(?<!\d)[,;:.!?]+|[,;:.!?]+(?!\d)")

@@ -200,7 +200,7 @@ def test_system_prompt_is_short_and_states_the_rules():
         prompt = c.system_prompt()
         assert len(prompt.split()) <= 120, (c.id, len(prompt.split()))
         assert c.name in prompt and "no markdown" in prompt and "no emoji" in prompt
-        assert "[" + c.emotions[0] + "]" in prompt and all(f"[{e}]" in prompt for e in c.emotions)
+        assert not c.asks_for_tags or "[" + c.emotions[0] + "]" in prompt and all(f"[{e}]" in prompt for e in c.emotions)
         assert all(t in prompt for t in c.refuse_topics)
         assert "Known about this user" not in prompt
 

@@ -2,6 +2,7 @@
 (a real server and sessions on engine doubles: the fast lane)."""
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import logging
 
@@ -37,6 +38,27 @@ def test_nuomi_is_a_chinese_livestream_host(nuomi):
     topics = nuomi.livestream.idle_topics
     assert len(topics) >= 3 and all(_cjk(t) for t in topics)
     assert "Reply in Chinese." in nuomi.persona_prompt()
+
+
+def test_nuomis_llm_writes_no_tags_her_mood_comes_from_the_words(nuomi):
+    # the Chinese model would spend 4 tokens ("[neutral] ") before each reply's first word
+    from livehost.persona.character import CharacterLibrary
+    from livehost.persona.dialogue import Dialogue, mood_of
+
+    assert not nuomi.asks_for_tags and "emotion tag" not in nuomi.persona_prompt()
+    assert CharacterLibrary().get("mika").asks_for_tags
+    assert mood_of("今天考试没考好，有点难过") == "sad" and mood_of("谢谢糯米！") == "happy"
+    assert mood_of("下雨天有什么单机游戏推荐吗？") is None
+
+    async def first_emotion(user_text: str, chunk: str) -> str:
+        dialogue = Dialogue(nuomi, llm=None)
+        await dialogue.plan([{"role": "user", "content": user_text, "status": "completed"}])
+        return dialogue.tagger().feed(chunk)[0]
+
+    assert asyncio.run(first_emotion("我的猫走了，好难过", "我在这里陪着你。")) == "sad"
+    assert asyncio.run(first_emotion("哈哈，谢谢糯米！", "不客气呀。")) == "happy"
+    assert asyncio.run(first_emotion("你好", "你好呀。")) == "neutral"
+    assert asyncio.run(first_emotion("你好", "哇，欢迎欢迎！")) == "surprised"  # her words still count
 
 
 def test_nuomis_face_draws_and_speaks():

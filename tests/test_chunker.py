@@ -70,8 +70,13 @@ def test_chinese_splits_immediately():
 def test_chinese_first_clause():
     assert chunk("我们今天下午一起去公园散步吧，然后去吃饭。好吗？") == [
         "我们今天下午一起去公园散步吧，", "然后去吃饭。", "好吗？"]
-    # a clause does not end the first chunk before first_min_chars
-    assert chunk("好的，我知道了。") == ["好的，我知道了。"]
+    # a Chinese comma ends the first chunk from the second Chinese character on (the voice says each clause
+    # alone anyway): heard sooner; an English clause still waits for first_min_chars
+    assert chunk("好的，我知道了。") == ["好的，", "我知道了。"]
+    assert chunk_by_chars("哦，你好呀，今天吃了吗？") == ["哦，你好呀，", "今天吃了吗？"]
+    assert chunk("[happy] 哦，好的。") == ["[happy] 哦，好的。"]  # a tag's letters are no words
+    assert chunk("好的，我知道了，谢谢。") == ["好的，", "我知道了，谢谢。"]  # the first chunk only
+    assert chunk("Yes, sure.") == ["Yes, sure."]
 
 
 def test_mixed_english_and_chinese():

@@ -124,3 +124,26 @@ def test_a_held_sentence_leaves_with_the_space_that_ended_it():
         await gen.aclose()
         return first
     assert asyncio.run(run()) == "I'm so sorry for the misunderstanding. "
+
+
+def test_chinese_words_stream_after_two_characters_unless_they_may_become_condolences():
+    zh = [{"role": "system", "content": "You are 糯米.\nReply in Chinese."}, {"role": "user", "content": "晚上好呀"}]
+
+    async def first_out(tokens: list[str]) -> tuple[str, int]:
+        read: list[str] = []
+
+        async def gen():
+            for t in tokens:
+                read.append(t)
+                yield t
+        out = clean_reply(gen(), zh, 60)
+        first = await out.__anext__()
+        await out.aclose()
+        return first, len(read)
+
+    # Qwen writes Chinese a character or two a token: the first words go once a word is known
+    assert asyncio.run(first_out(["你", "好", "呀", "，", "欢迎", "来", "玩", "！"])) == ("你好", 2)
+    # ... but not while they may still become 抱歉 / 遗憾 to a viewer who is not sad, nor while they are the user's
+    assert asyncio.run(first_out(["真", "遗", "憾", "，", "下次", "再", "来", "！"]))[1] == 8  # held whole
+    assert asyncio.run(first_out(["好", "遗", "憾", "哦"]))[1] == 4  # '好遗' is not let go either
+    assert asyncio.run(first_out(["晚上", "好", "呀", "，", "欢迎", "来", "玩", "！"]))[1] == 5

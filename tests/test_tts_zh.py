@@ -287,6 +287,19 @@ def test_synthesis_gives_timed_chunks_per_clause_the_first_cut_short(voice):
 
 @pytest.mark.e2e
 @needs_voice
+def test_a_chunk_cut_at_a_comma_ends_with_the_pause_after_it(voice):
+    pause = int(tts_zh.PHRASE_PAUSE_S * tts_zh.SAMPLE_RATE)
+    for text in ("你好，", "大家帮帮忙，"):  # one clause; one cut at 帮 in two (the pause goes after the second)
+        chunks = list(voice.synthesize(text))
+        assert "".join(c.text for c in chunks) == text
+        assert not chunks[-1].audio[-pause:].any() and chunks[-1].audio[:-pause].any()
+        assert chunks[-1].phonemes[-1][1] < chunks[-1].duration_s - tts_zh.PHRASE_PAUSE_S  # the mouth rests in it
+    ended = list(voice.synthesize("你好。"))[-1].audio
+    assert ended[-pause:].any()  # a full stop: the next chunk is a new sentence, no pause is added
+
+
+@pytest.mark.e2e
+@needs_voice
 def test_the_vocoder_windows_join_as_the_whole_run(voice):
     symbols = voice.phonemizer.symbols(phrases("欢迎大家来到我的直播间")[0])
     mel, _ = voice._spectrogram(symbols, 1.0)
