@@ -169,8 +169,9 @@ class Character(_Part):
             tags = ", ".join(f"[{e}]" for e in self.emotions)
             # With an example: told only "begin with a tag", the small models often write the tag alone and stop.
             lines.append(f"Write each sentence after an emotion tag ({tags}), for example: [happy] Nice to see you!")
-        else:  # in Chinese, to the model that speaks it: of 14 of nuomi's turns (Qwen2.5-0.5B) 0 began with the
-            # user's words and 1 said nothing with it, 2 and 4 without (the reply filter drops a repeat)
+        else:  # in Chinese, to the model that speaks it: fewer replies that say nothing (the reply filter drops a
+            # repeat of the user's words): nuomi with Qwen2.5-0.5B, 4 of 70 turns with it, 11 of 54 without
+            # (bench/RESULTS.md, voice_loop_zh-issue16); it does not stop the repeats in every conversation
             lines.append("用自己的话回应，不要复述用户说的话。")
         if self.refuse_topics:
             topics = ", ".join(self.refuse_topics[:-1]) + " or " if len(self.refuse_topics) > 1 else ""
