@@ -72,10 +72,16 @@ async def cleaned(raw, messages: list[dict], max_tokens: int) -> AsyncIterator[s
         if said:
             return
         log.info("the LLM wrote nothing to say (only tags or nothing); asking once more")
-        messages = with_note(messages, RETRY_NOTE)
+        messages = with_note(messages, RETRY_NOTE_ZH if _speaks_cjk(messages) else RETRY_NOTE)
 
 
 RETRY_NOTE = "Reply in words: one or two short sentences."
+RETRY_NOTE_ZH = "用自己的话回答，不要重复对方的话，一两句话。"  # a Chinese reply is mostly dropped for parroting the user
+
+
+def _speaks_cjk(messages: list[dict]) -> bool:
+    last = next((str(m.get("content") or "") for m in reversed(messages) if m.get("role") == "user"), "")
+    return has_cjk(last)
 _DONE = object()  # end-of-stream marker put on the queue by the worker
 
 

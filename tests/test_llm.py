@@ -290,3 +290,23 @@ async def test_the_generating_thread_waits_for_a_reader_that_is_busy():
     got += [t async for t in stream]
     assert got == [f"w{i} " for i in range(40)] and len(made) == 40
     assert generating_threads() == 0 and not engine._lock.locked()
+
+
+def test_a_reply_that_said_nothing_is_asked_again_in_the_users_language():
+    """A reply dropped whole (here: it parrots the user) is asked for once more; a Chinese turn is told in Chinese."""
+    from livehost.persona.llm import RETRY_NOTE, RETRY_NOTE_ZH, cleaned
+
+    asked: list[list[dict]] = []
+
+    async def raw(max_tokens, messages):
+        asked.append(list(messages))
+        yield messages[-1]["content"] if len(asked) == 1 else "好的，我们来聊聊。"
+
+    async def reply(user: str) -> str:
+        asked.clear()
+        return "".join([t async for t in cleaned(raw, [{"role": "user", "content": user}], 40)])
+
+    assert asyncio.run(reply("今天我们来聊一聊最新的游戏")) == "好的，我们来聊聊。"
+    assert len(asked) == 2 and asked[1][-1] == {"role": "system", "content": RETRY_NOTE_ZH}
+    asyncio.run(reply("Today we talk about the newest games"))
+    assert asked[1][-1] == {"role": "system", "content": RETRY_NOTE}
