@@ -187,3 +187,13 @@ def test_an_address_question_needs_a_street():
     assert holds("address", "Our only store is at 27 Thistle Row, Harwick Bay.")
     assert not holds("address", "The Harwick Bay store is open Tuesday to Saturday from 10 am to 6 pm.")
     assert asks_for("What is your email address?") == "contact"
+
+
+def test_a_near_miss_product_is_not_answered_with_its_neighbours_price():
+    from livehost.persona.grounding import Asked
+    throw = ("Pebble & Pine catalogue > Living > Washed linen throw\n130 x 170 cm, stone-washed linen in oat, moss or "
+             "slate. **Price: 65.00**")
+    assert Asked("How much are your linen napkins?", [throw]).unknown_object()  # napkins: no source says so
+    assert not Asked("What's the price of the linen throw?", [throw]).unknown_object()
+    mugs = "Tide stoneware mugs (set of two)\n350 ml mugs in a sea-green reactive glaze. **Price: 28.00**"
+    assert not Asked("How much is the set of two green mugs?", [mugs]).unknown_object()  # "sea-green" holds green
