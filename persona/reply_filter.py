@@ -2,7 +2,8 @@
 
 - never ends mid-sentence: generation may run up to EXTRA_TOKENS past max_tokens to finish the sentence it is in,
   and stops at that sentence's end; a sentence that still does not end is not said;
-- never says a sentence twice in one reply;
+- never says a sentence twice in one reply, nor a long sentence of one of the character's last three replies
+  (a small model in a warm session copies its previous reply);
 - never says the prompt's instruction text (five words in a row from an instruction line, eight characters in
   Chinese), e.g. "One to three short sentences, no lists";
 - with a `Prompt` that carries facts (a character that may only say what its knowledge holds), a sentence whose
@@ -78,6 +79,16 @@ def instruction_lines(messages: list[dict]) -> list[str]:
     return out
 
 
+EARLIER_REPLIES = 3  # a small model copies its last replies into the next one ("I'm so sorry for the ..." each turn)
+
+
+def earlier_sentences(messages: list[dict]) -> list[str]:
+    """The long sentences of the character's last replies (a short "Thanks!" may well come again)."""
+    replies = [str(m.get("content") or "") for m in messages if m.get("role") == "assistant"][-EARLIER_REPLIES:]
+    keys = [norm(s) for reply in replies for s in _END.split(reply)]
+    return [k for k in keys if len(k.split()) >= 4 or len(_CJK.findall(k)) >= 6]
+
+
 def _trigrams(key: str) -> set[str]:
     words = key.split()
     grams = {" ".join(words[i:i + 3]) for i in range(len(words) - 2)}
@@ -90,6 +101,7 @@ class _Checker:
         self.instructions = instruction_lines(messages)
         self._instruction_grams = set().union(*map(_shingles, self.instructions)) if self.instructions else set()
         self.said: list[str] = []
+        self.earlier = earlier_sentences(messages)
         self.facts: Optional[str] = getattr(messages, "facts", None)
         self.avoid: Optional[re.Pattern] = getattr(messages, "avoid", None)
         # the words the user (or a viewer) just said: saying them back is parroting, not answering
@@ -111,7 +123,7 @@ class _Checker:
                                     or _CONDOLENCE_HOLD.search(key)):
             return True  # "I'm sorry for ..." is known from its fourth word on; 抱歉, 节哀, 遗憾 from their second
         return any(s.startswith(key) for s in self.said) or any(key in line for line in self.instructions) \
-            or key in self.user
+            or key in self.user or any(s.startswith(key) for s in self.earlier)
 
     def verdict(self, sentence: str) -> Optional[str]:
         """Why a whole sentence must not be said, or None."""
@@ -123,11 +135,14 @@ class _Checker:
             return "repeat"
         if _shingles(key) & self._instruction_grams or key in self.instructions:
             return "echo"
+        grams = _trigrams(key)
+        if key in self.earlier or len(grams) >= 3 and any(len(grams & _trigrams(s)) >= 0.8 * len(grams)
+                                                           for s in self.earlier):
+            return "said in an earlier reply"
         if self.avoid is not None and self.avoid.search(key):
             return "avoided here"
         if self.mourning_wrong and _CONDOLENCE.search(key):
             return "condolences to a user who is not sad"
-        grams = _trigrams(key)
         if len(grams) >= 3 and len(grams & self._user_grams) >= 0.7 * len(grams):
             return "parrots the user"
         if self.facts is not None:

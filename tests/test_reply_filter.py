@@ -147,3 +147,17 @@ def test_chinese_words_stream_after_two_characters_unless_they_may_become_condol
     assert asyncio.run(first_out(["真", "遗", "憾", "，", "下次", "再", "来", "！"]))[1] == 8  # held whole
     assert asyncio.run(first_out(["好", "遗", "憾", "哦"]))[1] == 4  # '好遗' is not let go either
     assert asyncio.run(first_out(["晚上", "好", "呀", "，", "欢迎", "来", "玩", "！"]))[1] == 5
+
+
+def test_a_sentence_from_one_of_the_last_replies_is_not_said_again():
+    """A small model in a warm session copies its previous reply; the copy is dropped, new words are said."""
+    history = SYSTEM + [{"role": "assistant", "content": "I'm so sorry for the misunderstanding. I'd be happy to "
+                                                         "talk about politics with you."},
+                        {"role": "user", "content": "ask what you can do for your country"}]
+    out = said("I'm so sorry for the misunderstanding. I'd be happy to talk about politics with you! "
+               "That line is a famous one.", history)
+    assert out.strip() == "That line is a famous one.", out
+    assert said("Thanks! That line is a famous one.", history + [
+        {"role": "assistant", "content": "Thanks!"}, {"role": "user", "content": "more"}]).startswith("Thanks!")
+    zh = [{"role": "assistant", "content": "很抱歉，我无法提供这方面的信息。"}, {"role": "user", "content": "那你喜欢什么游戏？"}]
+    assert said("很抱歉，我无法提供这方面的信息。我喜欢玩解谜游戏。", SYSTEM + zh) == "我喜欢玩解谜游戏。"
