@@ -22,6 +22,7 @@ import re
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Optional
 
 import numpy as np
@@ -238,10 +239,11 @@ def stem(word: str) -> str:
 _FRAME_STEMS = {stem(w) for w in _FRAME}
 
 
-def content_words(text: str) -> set[str]:
+@lru_cache(maxsize=4096)  # the sources' passages come back turn after turn
+def content_words(text: str) -> frozenset[str]:
     tokens = re.findall(r"[A-Za-z][A-Za-z'\u2019-]*", text)
     tokens += [part for t in tokens if "-" in t for part in t.split("-")]  # "sea-green" is also "green"
-    return {stem(w) for w in tokens if w.lower() not in _FRAME and len(w) > 2} - _FRAME_STEMS
+    return frozenset({stem(w) for w in tokens if w.lower() not in _FRAME and len(w) > 2} - _FRAME_STEMS)
 
 
 # The thing a question asks about, when it names one: "Do you sell X", "Is there a X", "How much is the X", ...
