@@ -2,8 +2,8 @@
 
 - never ends mid-sentence: generation may run up to EXTRA_TOKENS past max_tokens to finish the sentence it is in,
   and stops at that sentence's end; a sentence that still does not end is not said;
-- never says a sentence twice in one reply, nor a long sentence of one of the character's last three replies
-  (a small model in a warm session copies its previous reply);
+- never says a sentence twice in one reply, nor a long sentence of one of the character's earlier replies
+  in the prompt (a small model in a warm session copies them);
 - never says the prompt's instruction text (five words in a row from an instruction line, eight characters in
   Chinese), e.g. "One to three short sentences, no lists";
 - with a `Prompt` that carries facts (a character that may only say what its knowledge holds), a sentence whose
@@ -79,12 +79,15 @@ def instruction_lines(messages: list[dict]) -> list[str]:
     return out
 
 
-EARLIER_REPLIES = 3  # a small model copies its last replies into the next one ("I'm so sorry for the ..." each turn)
+CHECK_EARLIER_REPLIES = True  # a small model copies its earlier replies into the next ("I'm so sorry for the ...")
 
 
 def earlier_sentences(messages: list[dict]) -> list[str]:
-    """The long sentences of the character's last replies (a short "Thanks!" may well come again)."""
-    replies = [str(m.get("content") or "") for m in messages if m.get("role") == "assistant"][-EARLIER_REPLIES:]
+    """The long sentences of the character's replies in the prompt (a short "Thanks!" may well come again); the
+    conversation window bounds how many. bench/warm_repeats.py: the last 3 alone let 4 in 10 copies through."""
+    if not CHECK_EARLIER_REPLIES:
+        return []
+    replies = [str(m.get("content") or "") for m in messages if m.get("role") == "assistant"]
     keys = [norm(s) for reply in replies for s in _END.split(reply)]
     return [k for k in keys if len(k.split()) >= 4 or len(_CJK.findall(k)) >= 6]
 
@@ -125,6 +128,14 @@ class _Checker:
         return any(s.startswith(key) for s in self.said) or any(key in line for line in self.instructions) \
             or key in self.user or any(s.startswith(key) for s in self.earlier)
 
+    def _user_said_back(self, key: str) -> bool:
+        """The user's words whole, with an interjection before or after ("哎呀，推荐一首歌吧！" to "推荐一首歌吧")."""
+        user, said = "".join(_CJK.findall(self.user)), "".join(_CJK.findall(key))
+        if len(user) >= 4 and user in said:
+            return len(said) - len(user) <= 3
+        return len(self.user.split()) >= 3 and f" {self.user} " in f" {key} " and \
+            len(key.split()) - len(self.user.split()) <= 2
+
     def verdict(self, sentence: str) -> Optional[str]:
         """Why a whole sentence must not be said, or None."""
         key = norm(sentence)
@@ -143,7 +154,7 @@ class _Checker:
             return "avoided here"
         if self.mourning_wrong and _CONDOLENCE.search(key):
             return "condolences to a user who is not sad"
-        if len(grams) >= 3 and len(grams & self._user_grams) >= 0.7 * len(grams):
+        if len(grams) >= 3 and len(grams & self._user_grams) >= 0.7 * len(grams) or self._user_said_back(key):
             return "parrots the user"
         if self.facts is not None:
             missing = unsupported(_TAGS.sub(" ", sentence), self.facts)

@@ -161,3 +161,25 @@ def test_a_sentence_from_one_of_the_last_replies_is_not_said_again():
         {"role": "assistant", "content": "Thanks!"}, {"role": "user", "content": "more"}]).startswith("Thanks!")
     zh = [{"role": "assistant", "content": "很抱歉，我无法提供这方面的信息。"}, {"role": "user", "content": "那你喜欢什么游戏？"}]
     assert said("很抱歉，我无法提供这方面的信息。我喜欢玩解谜游戏。", SYSTEM + zh) == "我喜欢玩解谜游戏。"
+
+
+def test_the_users_words_said_back_with_an_interjection_are_not_an_answer():
+    """Where sentences are judged whole (a livestream's viewers, grounded answers): a viewer's line said back with
+    an "哎呀，" or "Oh," before it is no answer."""
+    nothing = re.compile(r"(?!x)x")
+
+    def host(reply: str, viewer: str) -> str:
+        prompt = Prompt(SYSTEM[:1] + [{"role": "user", "content": viewer}], avoid=nothing)
+
+        async def run():
+            chars = (c for c in reply)  # Qwen writes Chinese a character or two at a time
+
+            async def tokens():
+                for c in chars:
+                    yield c
+            return "".join([piece async for piece in clean_reply(tokens(), prompt, 60)])
+        return asyncio.run(run()).strip()
+
+    assert host("哎呀，推荐一首歌吧！我最近爱听《晴天》。", "推荐一首歌吧") == "我最近爱听《晴天》。"
+    assert host("Oh, what music do you listen to? I love lo-fi.", "what music do you listen to?") == "I love lo-fi."
+    assert host("推荐一首歌吧，比如周杰伦的《晴天》，旋律很美。", "推荐一首歌吧").startswith("推荐一首歌吧")  # more than an echo
