@@ -87,9 +87,18 @@ def earlier_sentences(messages: list[dict]) -> list[str]:
     conversation window bounds how many. bench/warm_repeats.py: the last 3 alone let 4 in 10 copies through."""
     if not CHECK_EARLIER_REPLIES:
         return []
-    replies = [str(m.get("content") or "") for m in messages if m.get("role") == "assistant"]
+    # A reply to the same words may be the same again. Chinese is left out: Qwen did not copy in
+    # bench/warm_repeats.py (0/24), and in bench/voice_loop_zh.py dropping its answers to repeated lines
+    # cost retries (first audio p50 2.7 s).
+    asked, replies, now = "", [], norm(next((str(m.get("content") or "") for m in reversed(messages)
+                                             if m.get("role") == "user"), ""))
+    for m in messages:
+        if m.get("role") == "user":
+            asked = norm(str(m.get("content") or ""))
+        elif m.get("role") == "assistant" and asked != now:
+            replies.append(str(m.get("content") or ""))
     keys = [norm(s) for reply in replies for s in _END.split(reply)]
-    return [k for k in keys if len(k.split()) >= 4 or len(_CJK.findall(k)) >= 6]
+    return [k for k in keys if len(k.split()) >= 4 and not _CJK.search(k)]
 
 
 def _trigrams(key: str) -> set[str]:

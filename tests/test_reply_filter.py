@@ -159,8 +159,8 @@ def test_a_sentence_from_one_of_the_last_replies_is_not_said_again():
     assert out.strip() == "That line is a famous one.", out
     assert said("Thanks! That line is a famous one.", history + [
         {"role": "assistant", "content": "Thanks!"}, {"role": "user", "content": "more"}]).startswith("Thanks!")
-    zh = [{"role": "assistant", "content": "很抱歉，我无法提供这方面的信息。"}, {"role": "user", "content": "那你喜欢什么游戏？"}]
-    assert said("很抱歉，我无法提供这方面的信息。我喜欢玩解谜游戏。", SYSTEM + zh) == "我喜欢玩解谜游戏。"
+    again = history[:-1] + [{"role": "user", "content": "Hi"}]  # asked the same again: the same answer may come
+    assert "misunderstanding" in said("I'm so sorry for the misunderstanding. Hello!", again)
 
 
 def test_the_users_words_said_back_with_an_interjection_are_not_an_answer():
