@@ -18,7 +18,7 @@ import logging
 import re
 from typing import AsyncIterator, Optional
 
-from livehost.persona.grounding import unsupported
+from livehost.persona.claims import unsupported
 
 log = logging.getLogger("livehost.reply_filter")
 EXTRA_TOKENS = 40  # past max_tokens, to finish the sentence being written

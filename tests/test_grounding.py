@@ -9,7 +9,8 @@ import re
 
 import pytest
 
-from livehost.persona.grounding import numbers, to_you, units, unsupported
+from livehost.persona.claims import numbers, unsupported
+from livehost.persona.grounding import to_you, units
 
 
 def test_units_split_joined_list_items_and_sentences():
