@@ -175,6 +175,20 @@ async def test_server_going_away_is_reported_not_raised(tmp_path):
     publisher.close()
 
 
+def test_done_then_exit_counts_as_finished():
+    """The encoder says "done" and exits at once: reading "done" and then the closed pipe in one go must still count
+    as a finished stream (CI once failed a good stream as "the encoder did not finish" on this race)."""
+    from multiprocessing import Pipe
+    publisher = RtmpPublisher.__new__(RtmpPublisher)  # only the reading side, no encoder process
+    publisher.url, publisher.error, publisher._finished = "out.flv", None, False
+    publisher._from_encoder, writer = Pipe(duplex=False)
+    writer.send(("stats", 25, 50, 0.1))
+    writer.send(("done", 30, 60, 0.2))
+    writer.close()
+    assert publisher._receive() == "eof"
+    assert publisher._finished and publisher.error is None and publisher.video_frames == 30
+
+
 async def test_unreachable_server_is_reported_not_raised(caplog):
     port = _free_port()  # nothing listens there
     program = ProgramOut()

@@ -34,10 +34,16 @@ class SpyLLM:
 
 
 def speech(engines, text: str) -> np.ndarray:
-    """Real speech for the test: the TTS voice saying `text`, as 24 kHz PCM16."""
-    chunks = list(engines.tts.synthesize(text))
-    audio = np.concatenate([c.audio for c in chunks]).astype(np.float32) / 32768
-    return (soxr.resample(audio, chunks[0].sample_rate, 24000) * 32767).astype(np.int16)
+    """Real speech for the test: the Piper voice saying `text`, as 24 kHz PCM16. Piper's random variation is off
+    (noise 0) so that every run hears the same audio: with it, tiny.en heard "Ada" as "Ed" or "Adith" about one
+    time in ten, and the test failed on CI for the ASR, not for memory."""
+    from piper import SynthesisConfig
+
+    voice = engines.tts._voice
+    quiet = SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0)
+    audio = np.concatenate([c.audio_int16_array for c in voice.synthesize(text, syn_config=quiet)])
+    rate = voice.config.sample_rate
+    return (soxr.resample(audio.astype(np.float32) / 32768, rate, 24000) * 32767).astype(np.int16)
 
 
 def start_server(settings, engines, data_dir, llm=None):

@@ -50,6 +50,7 @@ class RtmpPublisher:
         self._video_backlog = self._audio_backlog = 0  # frames / samples queued here
         self._lock = threading.Lock()
         self._closing = False
+        self._finished = False  # the encoder said "done": the stream was flushed and closed
         fmt = format or ("flv" if url.startswith("rtmp") or url.endswith(".flv") else None)
         self._process, self._to_encoder, self._from_encoder = _start_encoder()
         self._to_encoder.send(dict(url=url, fmt=fmt, rate=rate, fps=fps, size=(w, h), video_bitrate=video_bitrate,
@@ -140,9 +141,9 @@ class RtmpPublisher:
             if not self.error:
                 self._to_encoder.send(None)
                 kind = None
-                while kind not in ("done", "eof") and not self.error and self._from_encoder.poll(30):
+                while not self._finished and kind != "eof" and not self.error and self._from_encoder.poll(30):
                     kind = self._receive()
-                if kind == "done":
+                if self._finished:
                     log.info("stream to %s ended: %d video frames (%d dropped), %d audio frames", self.where,
                              self.video_frames, self.dropped_video, self.audio_frames)
                 else:
@@ -169,7 +170,8 @@ class RtmpPublisher:
                     self._fail(rest[0].replace(self.url, self.where))  # FFmpeg's message repeats the URL
                 elif kind in ("stats", "done"):
                     self.video_frames, self.audio_frames, self.encode_cpu_s = rest
-        except (EOFError, OSError):
+                    self._finished = self._finished or kind == "done"
+        except (EOFError, OSError):  # also right after "done", when the encoder exits at once: _finished says so
             return "eof"
         return kind
 
