@@ -308,7 +308,8 @@ def test_the_vocoder_windows_join_as_the_whole_run(voice):
     joined = np.concatenate([voice._vocode(mel[:, :at + context])[:at * hop],
                              voice._vocode(mel[:, at - context:])[context * hop:]])
     assert len(joined) == len(whole)
-    snr = 10 * np.log10(np.sum(whole ** 2) / np.sum((joined - whole) ** 2))
+    error = np.sum((joined - whole) ** 2)
+    snr = np.inf if error == 0 else 10 * np.log10(np.sum(whole ** 2) / error)
     assert snr > 40, snr  # measured 61 dB with 16 frames of context (12 dB with none: a click at the joint)
 
 
