@@ -194,7 +194,8 @@ def report(out: dict, args, server: Server, load_before: str, facts: str) -> str
         f"Server error events: {', '.join(out['errors']) or 'none'}. Server RSS after the models loaded: {rss(out['rss_loaded'])}; after all turns: {rss(out['rss_end'])}.",
         "",
         "Per turn, first audio (ms): " + ", ".join(
-            (ms(t["t"]["response.output_audio.delta"]) if t["valid"] else f"({t['status']})") for t in turns) + ".",
+            (f"({t['status']})" if not t["valid"] else "(no audio)" if t["t"]["response.output_audio.delta"] is None
+             else ms(t["t"]["response.output_audio.delta"])) for t in turns) + ".",
     ]
     return "\n".join(lines)
 

@@ -82,14 +82,11 @@ def instruction_lines(messages: list[dict]) -> list[str]:
 CHECK_EARLIER_REPLIES = True  # a small model copies its earlier replies into the next ("I'm so sorry for the ...")
 
 
-def earlier_sentences(messages: list[dict]) -> list[str]:
-    """The long sentences of the character's replies in the prompt (a short "Thanks!" may well come again); the
-    conversation window bounds how many. bench/warm_repeats.py: the last 3 alone let 4 in 10 copies through."""
+def _earlier_replies(messages: list[dict]) -> list[str]:
+    """The character's replies in the prompt, but those to the words the user has just said again (asked again,
+    the same answer may come); the conversation window bounds how many."""
     if not CHECK_EARLIER_REPLIES:
         return []
-    # A reply to the same words may be the same again. Chinese is left out: Qwen did not copy in
-    # bench/warm_repeats.py (0/24), and in bench/voice_loop_zh.py dropping its answers to repeated lines
-    # cost retries (first audio p50 2.7 s).
     asked, replies, now = "", [], norm(next((str(m.get("content") or "") for m in reversed(messages)
                                              if m.get("role") == "user"), ""))
     for m in messages:
@@ -97,8 +94,26 @@ def earlier_sentences(messages: list[dict]) -> list[str]:
             asked = norm(str(m.get("content") or ""))
         elif m.get("role") == "assistant" and asked != now:
             replies.append(str(m.get("content") or ""))
-    keys = [norm(s) for reply in replies for s in _END.split(reply)]
+    return replies
+
+
+def earlier_sentences(messages: list[dict]) -> list[str]:
+    """The long sentences of earlier replies (a short "Thanks!" may well come again). bench/warm_repeats.py: the
+    last 3 replies alone let 4 in 10 copies through. Chinese is left out: Qwen did not copy in
+    bench/warm_repeats.py (0/24), and in bench/voice_loop_zh.py dropping its answers to repeated lines cost retries
+    (first audio p50 2.7 s)."""
+    keys = [norm(s) for reply in _earlier_replies(messages) for s in _END.split(reply)]
     return [k for k in keys if len(k.split()) >= 4 and not _CJK.search(k)]
+
+
+_LEAD = re.compile(r"^\s*([^:.!?\n]{6,60}):\s")  # "Here's a revised version: ..." (a few words, then a colon)
+
+
+def earlier_leads(messages: list[dict]) -> set[str]:
+    """Lead-ins that earlier replies opened a sentence with. SmolLM2 in a warm session begins every reply with the
+    same one ("Here's a revised version:" 16 turns in a row in bench/voice_loop.py); it says nothing, so it goes."""
+    leads = (_LEAD.match(s) for reply in _earlier_replies(messages) for s in _END.split(reply))
+    return {k for k in (norm(m.group(1)) for m in leads if m) if len(k.split()) >= 3 and not _CJK.search(k)}
 
 
 def _trigrams(key: str) -> set[str]:
@@ -114,6 +129,7 @@ class _Checker:
         self._instruction_grams = set().union(*map(_shingles, self.instructions)) if self.instructions else set()
         self.said: list[str] = []
         self.earlier = earlier_sentences(messages)
+        self.leads = earlier_leads(messages)
         self.facts: Optional[str] = getattr(messages, "facts", None)
         self.avoid: Optional[re.Pattern] = getattr(messages, "avoid", None)
         # the words the user (or a viewer) just said: saying them back is parroting, not answering
@@ -135,7 +151,16 @@ class _Checker:
                                     or _CONDOLENCE_HOLD.search(key)):
             return True  # "I'm sorry for ..." is known from its fourth word on; 抱歉, 节哀, 遗憾 from their second
         return any(s.startswith(key) for s in self.said) or any(key in line for line in self.instructions) \
-            or key in self.user or any(s.startswith(key) for s in self.earlier)
+            or key in self.user or any(s.startswith(key) for s in self.earlier) \
+            or any(lead.startswith(key) for lead in self.leads)
+
+    def drop_lead(self, text: str) -> str:
+        """`text` less a lead-in that an earlier reply opened with (the rest of the sentence is said)."""
+        m = _LEAD.match(text)
+        if m and norm(m.group(1)) in self.leads:
+            log.info("reply: a lead-in of an earlier reply was not said: %r", m.group(1).strip())
+            return text[m.end():]
+        return text
 
     def _user_said_back(self, key: str) -> bool:
         """The user's words whole, with an interjection before or after ("哎呀，推荐一首歌吧！" to "推荐一首歌吧")."""
@@ -185,6 +210,8 @@ async def clean_reply(tokens: AsyncIterator[str], messages: list[dict], max_toke
     try:
         async for token in tokens:
             buf, current, count = buf + token, current + token, count + 1
+            if not released and check.leads:
+                current = buf = check.drop_lead(current)
             while (m := _END.search(current)) and current[:m.end()].strip():
                 # the space that showed the sentence has ended goes with it: the chunker downstream then knows it
                 # too, instead of waiting for the next sentence's first words (held, they may be a while)

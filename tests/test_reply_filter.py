@@ -183,3 +183,15 @@ def test_the_users_words_said_back_with_an_interjection_are_not_an_answer():
     assert host("哎呀，推荐一首歌吧！我最近爱听《晴天》。", "推荐一首歌吧") == "我最近爱听《晴天》。"
     assert host("Oh, what music do you listen to? I love lo-fi.", "what music do you listen to?") == "I love lo-fi."
     assert host("推荐一首歌吧，比如周杰伦的《晴天》，旋律很美。", "推荐一首歌吧").startswith("推荐一首歌吧")  # more than an echo
+
+
+def test_a_lead_in_every_earlier_reply_opened_with_is_not_said_again():
+    """SmolLM2 in a warm session opened 16 replies in a row with "Here's a revised version:"; the rest is said."""
+    history = SYSTEM + [{"role": "assistant", "content": "Here's a revised version: Free of charge."},
+                        {"role": "user", "content": "and to permit persons to whom the software is furnished"}]
+    out = said("Here's a revised version: You may share the software freely.", history)
+    assert out.strip() == "You may share the software freely.", out
+    assert said("Here's a revised one: the words stay.", history).startswith("Here's a revised one:")  # not the same
+    assert said("Note: the words stay.", history).startswith("Note:")
+    fresh = SYSTEM + [{"role": "user", "content": "fix this line"}]  # the first time, a lead-in is said
+    assert said("Here's a revised version: You may share it.", fresh).startswith("Here's a revised version:")
