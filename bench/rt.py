@@ -27,11 +27,11 @@ class Server:
     """`livehost serve --port P` as a subprocess (environment passed through, plus `env`), or an existing --url."""
 
     def __init__(self, url: Optional[str] = None, env: Optional[dict] = None, pid: Optional[int] = None,
-                 command: Optional[list[str]] = None):
+                 command: Optional[list[str]] = None, log_level: str = "warning"):
         self.proc, self.pid, self.env, self.load_s = None, pid, env or {}, None
         self.command = command or ["serve"]  # e.g. ["stream", "--rtmp", "out.flv"]
         self.url = url.rstrip("/") if url else None
-        self.log = None
+        self.log, self.log_level = None, log_level
 
     def __enter__(self) -> "Server":
         if self.url:
@@ -42,7 +42,7 @@ class Server:
         exe = shutil.which("livehost") or str(Path(sys.executable).with_name("livehost"))
         self.log = tempfile.NamedTemporaryFile("w+", prefix="livehost-bench-", suffix=".log", delete=False)
         started = time.perf_counter()
-        self.proc = subprocess.Popen([exe, *self.command, "--port", str(port), "--log-level", "warning"], cwd=ROOT,
+        self.proc = subprocess.Popen([exe, *self.command, "--port", str(port), "--log-level", self.log_level], cwd=ROOT,
                                      env={**os.environ, **self.env}, stdout=self.log, stderr=subprocess.STDOUT)
         self.pid, self.url = self.proc.pid, f"http://127.0.0.1:{port}"
         while time.perf_counter() - started < 600:

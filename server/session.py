@@ -337,6 +337,7 @@ class RealtimeSession:
 
     def _drop_speculation(self) -> None:
         if self._speculation:
+            log.debug("session %s: the speculative reply to %r is dropped", self.id, self._speculation[1][:40])
             self._speculation[2].cancel("turn_detected")
             self._speculation = None
 

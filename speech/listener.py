@@ -114,6 +114,8 @@ class Listener:
             if ep.silence_run_ms == 0:
                 utt.voice_end = end
                 if utt.speculative:  # speech resumed: an earlier guess is stale
+                    log.debug("speech resumed after %.0f ms: the speculative transcript is dropped",
+                              1000 * (end - utt.speculative[0]) / RATE)
                     utt.speculative = None
                     self.emit("resumed", {"item_id": utt.item_id})
                 if end - utt.last_partial >= self.config.partial_interval_ms * ms and not self._asr_lock.locked():
@@ -199,21 +201,27 @@ class Listener:
     # ---- transcription ---------------------------------------------------------------------------------------------
 
     async def transcribe(self, audio: np.ndarray):
-        return await self._transcribe(audio)
+        return await self._transcribe(audio, "commit")
 
-    async def _transcribe(self, audio: np.ndarray):
+    async def _transcribe(self, audio: np.ndarray, why: str):
+        asked = time.perf_counter()
         async with self._asr_lock:
-            return await asyncio.to_thread(self.asr.transcribe, audio, self.config.language)
+            began = time.perf_counter()
+            result = await asyncio.to_thread(self.asr.transcribe, audio, self.config.language)
+        # why a turn's transcript came late: it waited behind a partial, or the run itself was slow (CPU taken)
+        log.debug("asr %s: %.1f s of audio, waited %.0f ms, ran %.0f ms", why, len(audio) / RATE,
+                  1000 * (began - asked), 1000 * (time.perf_counter() - began))
+        return result
 
     async def _speculate(self, utt: _Utterance, speech_end: int, audio: np.ndarray):
         """Transcribe what was said before this silence; if the silence holds, it is the final transcript."""
-        result = await self._transcribe(audio)
+        result = await self._transcribe(audio, "speculative")
         if utt.speculative and utt.speculative[0] == speech_end and result.text.strip():
             self.emit("speculative", {"item_id": utt.item_id, "transcript": result.text.strip()})
         return result
 
     async def _partial(self, utt: _Utterance, end: int) -> None:
-        result = await self._transcribe(self._audio(utt.start, end))
+        result = await self._transcribe(self._audio(utt.start, end), "partial")
         text = result.text.strip()
         if text.startswith(utt.partial_text) and len(text) > len(utt.partial_text):  # deltas only ever append
             delta, utt.partial_text = text[len(utt.partial_text):], text
@@ -225,7 +233,7 @@ class Listener:
             if utt.speculative and utt.speculative[0] == speech_end:
                 result = await utt.speculative[1]
             else:
-                result = await self._transcribe(audio)
+                result = await self._transcribe(audio, "final")
         except Exception as exc:  # noqa: BLE001 - a failed transcription must not end the session
             log.exception("transcription failed")
             self.emit("failed", {"item_id": utt.item_id, "error": str(exc), "audio": audio})

@@ -97,7 +97,11 @@ def test_said_once():
     assert said_once("ask not what your country can do for you, ask what you can do for your country") == ""
     assert said_once("and so my fellow Americans and so we go") == ""  # a repeat that is not the whole utterance
     assert said_once("no, no, no") == ""  # too short to be a loop: the full window decides
-    assert said_once("谢谢你谢谢你谢谢你谢谢你") == ""  # no spaces: the full window, as before
+    # no spaces: characters are the units (bench/tts_zh.py's line as Whisper base looped on it)
+    assert said_once("喜歡的話記得點個關注我。喜歡的話記得點個關注我。喜歡的話記得點個關注我") == "喜歡的話記得點個關注我。"
+    assert said_once("喜歡的話記得點點喜歡的話記得點點喜歡的話記得點點點點點") == ""  # not one reading again and again
+    assert said_once("价格是299元。价格是299元。价格") == "价格是299元。"
+    assert said_once("谢谢你，我们下次见。") == ""
 
 
 @pytest.mark.e2e
