@@ -34,8 +34,8 @@ SAD_NEWS = re.compile(r"passed away|\bdied\b|\bdead\b|funeral|\blost my\b|\brip\
                       r"feel\w* (?:a bit |so |really )?down|rough day|bad day|去世|走了|难过|伤心|哭|不开心", re.I)
 _CONDOLENCE_HOLD = re.compile(r"sorry|condolen|heart goes|rest in|抱歉|节哀|遗憾")
 _CONDOLENCE_START = "抱节遗"  # the first characters of _CONDOLENCE_HOLD's Chinese words
-_CONDOLENCE = re.compile(r"sorry (?:for|about) your loss|condolence|sorry to hear|heart goes out|rest in peace|"
-                         r"passed away|节哀")
+_CONDOLENCE = re.compile(r"sorry (?:for|about) your (?:loss|family)|condolence|sorry to hear|heart goes out|"
+                         r"rest in peace|passed away|节哀")  # "I'm so sorry for your family." (SmolLM2, to JFK)
 
 
 class Prompt(list):

@@ -111,6 +111,7 @@ def test_no_condolences_for_a_user_who_is_not_sad():
     walk = SYSTEM[:1] + [{"role": "user", "content": "I just got back from a long walk in the rain."}]
     assert said("I'm sorry for your loss. Rain walks are the best!", walk).strip() == "Rain walks are the best!"
     assert said("Sorry, I missed that. Say again?", walk) == "Sorry, I missed that. Say again?"
+    assert said("I'm so sorry for your family. Rain walks are the best!", walk).strip() == "Rain walks are the best!"
     loss = SYSTEM[:1] + [{"role": "user", "content": "My grandmother passed away yesterday."}]
     assert said("I'm sorry for your loss.", loss) == "I'm sorry for your loss."
 
