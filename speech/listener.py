@@ -205,9 +205,11 @@ class Listener:
 
     async def _transcribe(self, audio: np.ndarray, why: str):
         asked = time.perf_counter()
+        # an engine may offer a cheaper draft for captions (faster-whisper: no full-window re-decode of a loop)
+        transcribe = getattr(self.asr, "transcribe_draft", None) if why == "partial" else None
         async with self._asr_lock:
             began = time.perf_counter()
-            result = await asyncio.to_thread(self.asr.transcribe, audio, self.config.language)
+            result = await asyncio.to_thread(transcribe or self.asr.transcribe, audio, self.config.language)
         # why a turn's transcript came late: it waited behind a partial, or the run itself was slow (CPU taken)
         log.debug("asr %s: %.1f s of audio, waited %.0f ms, ran %.0f ms", why, len(audio) / RATE,
                   1000 * (began - asked), 1000 * (time.perf_counter() - began))

@@ -82,8 +82,10 @@ def test_a_looping_short_decode_is_decoded_again_over_the_full_window(monkeypatc
                         raising=False)
     assert asr.transcribe(np.zeros(16000, np.float32)).text == "Ask not!"
     assert calls == [1.0]
+    assert asr.transcribe_draft(np.zeros(16000, np.float32)).text == "" and calls == [1.0]  # a caption: no re-decode
     monkeypatch.setattr(asr, "_transcribe_short", lambda audio, lang: ("ask not", "en", False), raising=False)
     assert asr.transcribe(np.zeros(16000, np.float32)).text == "ask not" and calls == [1.0]
+    assert asr.transcribe_draft(np.zeros(16000, np.float32)).text == "ask not"
 
 
 def test_said_once():

@@ -49,6 +49,31 @@ async def test_speculative_transcript_becomes_the_final_one():
     assert kinds.index("speculative") < kinds.index("speech_stopped"), "the guess came after the silence wait"
 
 
+class DraftingASR(RecordingASR):
+    """Also offers drafts, as faster-whisper does: partials must use them, the final transcript must not."""
+
+    def __init__(self):
+        super().__init__()
+        self.drafts: list[int] = []
+
+    def transcribe_draft(self, audio, language=None):
+        self.drafts.append(len(audio))
+        return Transcript(f"draft {len(audio)}", "en", len(audio) / 16000)
+
+
+@pytest.mark.e2e
+async def test_partials_are_drafts_and_the_final_is_not():
+    speech = load_speech("jfk.flac", 16000).astype(np.float32) / 32768
+    audio = np.concatenate([np.zeros(8000, np.float32), speech[: int(16000 * 2.2)], np.zeros(16000, np.float32)])
+    events, asr, ids = [], DraftingASR(), itertools.count()
+    listener = Listener(VAD.shared("silero"), asr, ListenerConfig(silence_ms=400, partial_interval_ms=500),
+                        lambda kind, data: events.append((kind, data)), lambda: f"item{next(ids)}")
+    await run(listener, audio)
+    assert asr.drafts and len(asr.calls) == 1, (asr.drafts, asr.calls)
+    assert next(d for k, d in events if k == "final")["transcript"].startswith("words")
+    assert any(d["delta"].startswith("draft") for k, d in events if k == "partial")
+
+
 @pytest.mark.e2e
 async def test_resumed_speech_voids_the_guess():
     speech = load_speech("jfk.flac", 16000).astype(np.float32) / 32768
