@@ -197,9 +197,68 @@ class _Checker:
         return None
 
 
+# A line that begins with a speaker's label: the model has gone on to write the next turn of the chat itself
+# ("...glad you're here!\nBo: **." to a super chat; "User: I am so sorry ..." in bench/voice_loop.py).
+_LABEL = re.compile(r"\s*(?:(?i:user|human|viewer|assistant|system)|[A-Z][\w']{0,15}(?: [A-Z][\w']{0,15})?)\s*:(?:\s|$)")
+_OTHERS = re.compile(r"\s*(?i:user|human|viewer|system)\s*:")
+_MAYBE_LABEL = re.compile(r"\s*(?:[A-Za-z][\w']{0,15}(?: (?:[A-Z][\w']{0,15})?)?\s*)?")  # may still become one
+_OTHER_WORDS = ("user", "human", "viewer", "system")
+
+
+def _maybe_other(head: str) -> bool:
+    word = head.lstrip().lower()
+    return any(w.startswith(word) for w in _OTHER_WORDS) and len(word) <= 6
+
+
+def _speaker_end(text: str, final: bool) -> tuple[int, bool]:
+    """How much of `text` is the character's, and whether its turn ends there: at a line that begins with a
+    label. A new line is held while it may still become one ("Bo", then "Bo:")."""
+    start = text.find("\n") + 1
+    while start:
+        nl = text.find("\n", start)
+        head = text[start:] if nl < 0 else text[start:nl]
+        if _LABEL.match(head):
+            return start - 1, True
+        if nl < 0 and not final and _MAYBE_LABEL.fullmatch(head):
+            return start - 1, False
+        start = nl + 1
+    return len(text), False
+
+
+async def one_speaker(tokens: AsyncIterator[str]) -> AsyncIterator[str]:
+    """The raw stream up to where the model starts to write someone else's turn: a new line that begins with a
+    label ("Bo:", "User:"), or a reply that begins with the user's or a viewer's label (then nothing is said).
+    Only what may still become such a label is held (a word or two), so the first words are not delayed."""
+    text, sent, opened = "", 0, False
+    try:
+        async for token in tokens:
+            text += token
+            if not opened:
+                if _maybe_other(text):
+                    continue
+                if _OTHERS.match(text):
+                    return
+                opened = True
+            end, stop = _speaker_end(text, final=False)
+            if end > sent:
+                yield text[sent:end]
+                sent = end
+            if stop:
+                return
+        if not opened and _OTHERS.match(text):
+            return
+        end, _ = _speaker_end(text, final=True)
+        if end > sent:
+            yield text[sent:end]
+    finally:
+        if hasattr(tokens, "aclose"):
+            await tokens.aclose()
+
+
 async def clean_reply(tokens: AsyncIterator[str], messages: list[dict], max_tokens: int,
                       use_fallback: bool = True) -> AsyncIterator[str]:
     """`tokens`: the raw stream, asked for max_tokens + EXTRA_TOKENS. Yields the text to say."""
+    tokens = one_speaker(tokens)
     check = _Checker(messages)
     strict = check.facts is not None or check.avoid is not None  # grounded, or heard by viewers: whole sentences
     buf = ""        # the current sentence: what is not yet said of it

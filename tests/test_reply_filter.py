@@ -196,3 +196,13 @@ def test_a_lead_in_every_earlier_reply_opened_with_is_not_said_again():
     assert said("Note: the words stay.", history).startswith("Note:")
     fresh = SYSTEM + [{"role": "user", "content": "fix this line"}]  # the first time, a lead-in is said
     assert said("Here's a revised version: You may share it.", fresh).startswith("Here's a revised version:")
+
+
+def test_the_reply_ends_where_the_model_writes_the_next_speakers_turn():
+    """Small models go on to write the chat's next line themselves; that is not the character speaking."""
+    assert said("Thank you, Bo! I'm so glad you're here!\nBo: **.").strip() == "Thank you, Bo! I'm so glad you're here!"
+    assert said("Sure thing.\nUser: and what about Monday?\nAssistant: Closed.").strip() == "Sure thing."
+    assert said("User: I am so sorry for the misunderstanding.").strip() == ""
+    assert said("Note: the shop opens at ten.").strip() == "Note: the shop opens at ten."
+    assert said("We open at 10:30 on Sundays.").strip() == "We open at 10:30 on Sundays."
+    assert said("Two things.\nFirst, the mugs are stoneware.").strip() == "Two things.\nFirst, the mugs are stoneware."
