@@ -96,6 +96,16 @@ def cer(reference: str, hypothesis: str, to_simplified=lambda s: s) -> tuple[int
     return edit_distance(ref, hyp), len(ref)
 
 
+def syllable_errors(reference: str, hypothesis: str, to_simplified=lambda s: s) -> tuple[int, int]:
+    """(errors, reference syllables) over toneless pinyin: whether the audio says the text, where Whisper base writes a
+    homophone ("推过七显" for 退货期限) that CER counts as four errors."""
+    from pypinyin import Style, lazy_pinyin
+
+    ref, hyp = (lazy_pinyin(spelled(t, f), style=Style.NORMAL) for t, f in ((reference, lambda s: s),
+                                                                          (hypothesis, to_simplified)))
+    return edit_distance(ref, hyp), len(ref)
+
+
 def round_trip(tts, asr, sentences: list[str], to_simplified=lambda s: s):
     """Per sentence: (sentence, transcript, errors, chars, synthesis s, audio s)."""
     from livehost.speech.audio import resample
