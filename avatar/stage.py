@@ -32,6 +32,15 @@ class AvatarStage:
             renderer = AVATARS.create(a.asset, size=(size, size), **options)
         return cls(renderer, clock)
 
+    @classmethod
+    def for_settings(cls, character: Any, clock: Callable[[], float], avatar: Any) -> "AvatarStage":
+        """With the server's `avatar` settings (size, idle_motion)."""
+        return cls.for_character(character, clock, size=avatar.size, idle_motion=avatar.idle_motion)
+
+    def recast(self, character: Any, avatar: Any) -> None:
+        """Another character's face on the same clock (session.update changed the character)."""
+        self.renderer = self.for_settings(character, self.clock, avatar).renderer
+
     def begin(self, starts_in_ms: float = 0.0) -> None:
         """A reply's first audio is about to be queued: its ms 0 plays starts_in_ms from now on the clock."""
         self._offset = self.clock() + starts_in_ms

@@ -106,8 +106,10 @@ class SessionGuard:
         """The session's first config: the user and character its credential binds."""
         return replace(config, user_id=self.identity.user_id, character=self.identity.character or config.character)
 
-    def check_update(self, old: SessionConfig, new: SessionConfig) -> None:
-        """A session.update may narrow nothing and widen nothing that the credential fixes."""
+    def check_update(self, old: SessionConfig, new: SessionConfig, characters: Any = None,
+                     turn_model: Any = None) -> None:
+        """A session.update may narrow nothing and widen nothing that the credential fixes, and asks only for what
+        this server has: a character it knows, semantic_vad with its end-of-turn model loaded."""
         who = self.identity
         if new.user_id != old.user_id and not who.chooses_user:
             raise ProtocolError("session.livehost.user_id is fixed by this session's credential (" +
@@ -117,8 +119,28 @@ class SessionGuard:
         if who.character and new.character != who.character:
             raise ProtocolError(f"this session's client token is for the character {who.character!r}",
                                 code="character_not_allowed", param="session.livehost.character")
+        td = new.turn_detection
+        if td and td.type == "semantic_vad" and turn_model is None:
+            raise ProtocolError("semantic_vad is not available here: the end-of-turn model could not be loaded "
+                                "(see the server log)", code="invalid_value",
+                                param="session.audio.input.turn_detection.type")
+        if new.character != old.character and characters is not None:
+            try:
+                characters.get(new.character)
+            except KeyError as exc:
+                raise ProtocolError(str(exc).strip("'\""), code="invalid_value",
+                                    param="session.livehost.character") from None
 
     # ---- rates -------------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def response_tokens(options: dict) -> Optional[int]:
+        """response.create's max_output_tokens: 1..4096, or "inf"/absent (None: the session's own limit)."""
+        limit = options.get("max_output_tokens")
+        if limit is not None and limit != "inf" and not (isinstance(limit, int) and 1 <= limit <= 4096):
+            raise ProtocolError("response.max_output_tokens must be 1..4096 or 'inf'", code="invalid_value",
+                                param="response.max_output_tokens")
+        return limit if isinstance(limit, int) else None
 
     async def pace(self) -> None:
         """Before the transport reads the next client event: over server.events_per_second, reading slows down

@@ -25,6 +25,7 @@ from livehost.server.protocol import (ProtocolError, SessionConfig, TurnDetectio
 from livehost.server.hearing import idle_cue, prime_prompt_cache
 from livehost.server.conversation import Conversation, client_item, item_text, user_audio_item
 from livehost.server.reply_events import Calls, Done, ReplyEvent, Started, assistant_item, to_realtime
+from livehost.server.speculation import Speculation
 from livehost.server.tool_calls import TOOL_ITEMS, SessionTools, check_client_item
 from livehost.server.turn import Reply, ReplyPlan
 from livehost.speech.audio import AudioFormat, AudioFormatError, Resampler, decode_audio, int16_to_float32
@@ -61,7 +62,7 @@ class RealtimeSession:
         self._resampler = Resampler(self.config.input_format.rate, 16000)
         self._pacer = RealTimePacer(settings.server.max_ahead_of_realtime_s, self.send)
         self._speech_end_wall: Optional[float] = None
-        self._speculation: Optional[tuple[str, str, Reply]] = None  # (item id, transcript, held reply)
+        self._speculation = Speculation()
         self._frames_task: Optional[asyncio.Task] = None
         self.dialogue = self._make_dialogue()
         self.listener = Listener(engines.vad, engines.asr, self._listener_config(), self._on_listener,
@@ -133,25 +134,13 @@ class RealtimeSession:
         config = apply_session_update(old, event.session)
         if self.media_format:
             config = replace(config, input_format=self.media_format, output_format=self.media_format)
-        self.guard.check_update(old, config)
-        td = config.turn_detection
-        if td and td.type == "semantic_vad" and self.listener.turn_model is None:
-            raise ProtocolError("semantic_vad is not available here: the end-of-turn model could not be loaded "
-                                "(see the server log)", code="invalid_value",
-                                param="session.audio.input.turn_detection.type")
+        self.guard.check_update(old, config, self.engines.characters, self.listener.turn_model)
         if (config.character, config.user_id) != (old.character, old.user_id):
-            try:
-                self.engines.characters.get(config.character)
-            except KeyError as exc:
-                raise ProtocolError(str(exc).strip("'\""), code="invalid_value",
-                                    param="session.livehost.character") from None
             self.config = config
             await self.dialogue.close()
             self.dialogue = self._make_dialogue()
             if self.avatar:  # the new character's face on the same clock
-                self.avatar.renderer = type(self.avatar).for_character(
-                    self.dialogue.character, self.avatar.clock, size=self.settings.avatar.size,
-                    idle_motion=self.settings.avatar.idle_motion).renderer
+                self.avatar.recast(self.dialogue.character, self.settings.avatar)
         self.config = config
         if self.config.input_format != old.input_format:
             self._resampler = Resampler(self.config.input_format.rate, 16000)
@@ -242,13 +231,9 @@ class RealtimeSession:
         if self.reply:  # cancelled a moment ago (response.cancel, then response.create): it is winding down
             await self.reply.done.wait()
         options = event.response or {}
-        limit = options.get("max_output_tokens")
-        if limit is not None and limit != "inf" and not (isinstance(limit, int) and 1 <= limit <= 4096):
-            raise ProtocolError("response.max_output_tokens must be 1..4096 or 'inf'", code="invalid_value",
-                                param="response.max_output_tokens")
         self._start_reply(instructions=options.get("instructions"), offer=self.tools.offer(options),
                           modalities=options.get("output_modalities") or options.get("modalities"),
-                          max_tokens=limit if isinstance(limit, int) else None)
+                          max_tokens=self.guard.response_tokens(options))
 
     async def _on_response_cancel(self, event) -> None:
         if not self.reply or (event.response_id and event.response_id != self.reply.id):
@@ -271,9 +256,8 @@ class RealtimeSession:
                 self.avatar = None
             return
         started = time.perf_counter()
-        self.avatar = AvatarStage.for_character(self.dialogue.character, lambda: 1000 * (time.perf_counter() - started),
-                                                size=self.settings.avatar.size,
-                                                idle_motion=self.settings.avatar.idle_motion)
+        self.avatar = AvatarStage.for_settings(self.dialogue.character, lambda: 1000 * (time.perf_counter() - started),
+                                               self.settings.avatar)
         self._frames_task = self._spawn(stream_frames(lambda: self.avatar, self.emit, *frames))
 
     # ---- listener events -------------------------------------------------------------------------------------------
@@ -305,24 +289,20 @@ class RealtimeSession:
         elif kind == "speculative":
             td = self._reply_turns()
             if td and td.create_response and not self.reply and not self._pending and self.guard.has_room():
-                self._drop_speculation()
-                self._speculation = (data["item_id"], data["transcript"],
-                                     self._start_reply(user_text=data["transcript"]))
+                self._speculation.guess(data["item_id"], data["transcript"],
+                                        lambda text: self._start_reply(user_text=text))
         elif kind == "resumed":
-            self._drop_speculation()
+            self._speculation.drop()
         elif kind == "final":
             metrics.ASR_FINAL.observe(data["asr_wait_s"])
             self._complete_transcript(data["item_id"], data["transcript"], len(data["audio"]) / 16000)
             td = self._reply_turns()
-            spec, self._speculation = self._speculation, None
-            if spec and spec[:2] == (data["item_id"], data["transcript"]) and not self.reply:
-                self.reply = spec[2]  # the guess was right: the reply prepared in the silence speaks now
-                spec[2].release(data["item_id"], self._speech_end_wall)
-            else:
-                if spec:
-                    spec[2].cancel("turn_detected")
-                if td and td.create_response and data["transcript"] and not self.reply and self.guard.admit_turn():
-                    self._start_reply(speech_end_wall=self._speech_end_wall)
+            held = self._speculation.take(data["item_id"], data["transcript"], usable=not self.reply)
+            if held:
+                self.reply = held  # the guess was right: the reply prepared in the silence speaks now
+                held.release(data["item_id"], self._speech_end_wall)
+            elif td and td.create_response and data["transcript"] and not self.reply and self.guard.admit_turn():
+                self._start_reply(speech_end_wall=self._speech_end_wall)
         elif kind == "idle_timeout":
             td = self.config.turn_detection
             if td and td.idle_timeout_ms and not self.reply and self.config.kind == "realtime":
@@ -334,12 +314,6 @@ class RealtimeSession:
                       content_index=0, error={"type": "transcription_error", "message": data["error"]})
 
     # ---- replies ----------------------------------------------------------------------------------------------------
-
-    def _drop_speculation(self) -> None:
-        if self._speculation:
-            log.debug("session %s: the speculative reply to %r is dropped", self.id, self._speculation[1][:40])
-            self._speculation[2].cancel("turn_detected")
-            self._speculation = None
 
     def _start_reply(self, instructions: Optional[str] = None, modalities: Optional[list] = None,
                      max_tokens: Optional[int] = None, speech_end_wall: Optional[float] = None,
@@ -433,7 +407,7 @@ class RealtimeSession:
         """The client went away: stop the reply and every task; nothing is left running."""
         if self.reply:
             self.reply.cancel("client_cancelled")
-        self._drop_speculation()
+        self._speculation.drop()
         await self.listener.close()
         for task in list(self._tasks):
             task.cancel()

@@ -150,9 +150,8 @@ async def create_call(request: Request) -> Response:
         await pc.setRemoteDescription(RTCSessionDescription(sdp=body, type="offer"))
         pc.addTrack(speaker)
         if "m=video" in body:  # the page asked for video: the avatar, on the voice's clock
-            session.avatar = AvatarStage.for_character(session.dialogue.character, lambda: speaker.clock_ms,
-                                                       size=settings.avatar.size,
-                                                       idle_motion=settings.avatar.idle_motion)
+            session.avatar = AvatarStage.for_settings(session.dialogue.character, lambda: speaker.clock_ms,
+                                                      settings.avatar)
             pc.addTrack(AvatarVideo(session.avatar))
         await pc.setLocalDescription(await pc.createAnswer())
     except HTTPException:
