@@ -28,7 +28,9 @@ from common import ROOT, load_avg, machine, ms, stats, table, write_section  # n
 
 SETS = {"default": Path(__file__).with_name("answer_sets.yaml"),
         "heldout": Path(__file__).with_name("answer_sets_heldout.yaml"),  # looked at in issue 11's first round
-        "heldout2": Path(__file__).with_name("answer_sets_heldout2.yaml")}  # never tuned on
+        "heldout2": Path(__file__).with_name("answer_sets_heldout2.yaml"),  # looked at after one blind run
+        "heldout3": Path(__file__).with_name("answer_sets_heldout3.yaml"),  # English, run once blind
+        "heldout3_zh": Path(__file__).with_name("answer_sets_heldout3_zh.yaml")}  # Chinese, blind until run
 
 
 class Recorder:
