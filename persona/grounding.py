@@ -246,12 +246,13 @@ def content_words(text: str) -> frozenset[str]:
     return frozenset({stem(w) for w in tokens if w.lower() not in _FRAME and len(w) > 2} - _FRAME_STEMS)
 
 
-# The thing a question asks about, when it names one: "Do you sell X", "Is there a X", "How much is the X", ...
+# The thing a question asks about, when it names one: "Do you sell X", "Is there a X", "How much is the X",
+# "What's the X like", ...
 _OBJECT = re.compile(
     r"\b(?:do|does) (?:you|the shop|the store) (?:sell|have|stock|carry|offer|do|make|give|rent|hire|take|repair|"
     r"fix)\s+(.+)|\bis there (?:a|an|any)\s+(.+)|\bare there any\s+(.+)|\bcan (?:i|we) (?:buy|get|book|order|rent|"
     r"hire)\s+(.+)|\bhow much (?:is|are|does|do) (?:the|a|an|your)\s+(.+)|\bwhat (?:does|do) (?:the|a|an|your)\s+(.+?)"
-    r"\s+cost|\bprice of (?:the|a|an|your)\s+(.+)", re.I)
+    r"\s+cost|\bprice of (?:the|a|an|your)\s+(.+)|\bwhat(?:'s| is| are) (?:the|your)\s+(.+?)\s+like\b", re.I)
 _OBJECT_END = re.compile(r"\b(?:in|at|for|on|with|to|from|if|that|which|who|when|where|into|than|cost|costs|weigh|"
                          r"weighs|come|comes|go)\b|[?.,!;:]", re.I)
 

@@ -157,6 +157,7 @@ def test_a_thing_no_source_names_is_not_answered():
     sources = [OAK.text, SPOONS.text, STORE.text]
     assert Asked("Do you sell rugs?", sources).unknown_object()
     assert Asked("Is there a café in the store?", sources).unknown_object()
+    assert Asked("What's the weather like in Harwick Bay today?", sources).unknown_object()  # not the store's hours
     assert not Asked("Do you sell walnut spoons?", sources).unknown_object()
     assert not Asked("How much is the oak serving board?", sources).unknown_object()
     assert not Asked("Can you send an order to Canada?", sources).unknown_object()  # no thing named: a place
