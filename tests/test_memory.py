@@ -224,6 +224,8 @@ POSITIVE = [
      [("The user's name is Anna", 0.9), ("The user has a cat called Pixel", 0.7)]),
     ("I love my dog", [("The user loves their dog", 0.6)]),
     ("I'm vegetarian", [("The user is vegetarian", 0.8)]),
+    ("I'm Priya, by the way.", [("The user's name is Priya", 0.9)]),
+    ("Hi! I am Jonas.", [("The user's name is Jonas", 0.9)]),
     ("我叫小明。", [("用户叫小明", 0.9)]),
     ("我对花生过敏", [("用户对花生过敏", 0.9)]),
     ("我喜欢吃火锅", [("用户喜欢吃火锅", 0.6)]),
@@ -237,6 +239,7 @@ NEGATIVE = ["What is my name?", "what is my name", "Do you know where I live?", 
             "I'd like a coffee", "I'm a bit tired", "If I lived in Paris I would be happy", "she said I love cats",
             "I think I like jazz", "call me later", "I live in it", "Can you remember where I work?",
             "我叫什么名字？", "我叫什么名字", "我住在哪里", "我朋友喜欢猫", "他说我喜欢猫", "我妈妈住在广州", "我爱你",
+            "I'm English, by the way.", "I'm Sorry.", "I'm Going home", "i'm priya",  # lower case: not a name
             "我对花生不过敏", "你喜欢什么？", "", "The weather is nice today."]
 
 
