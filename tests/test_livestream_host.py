@@ -180,6 +180,29 @@ async def test_addressed_says_the_name_once():
         Addressed(_Scripted(["Wow, ", "so kind."]), "Thank you, Big!", ("thank",))))
 
 
+@pytest.mark.parametrize("event,said,expected", [
+    (SuperChat(platform="t", channel="c", user_id="v", user_name="Bo", amount=5, currency="USD",
+               text="love the stream, can you say hi to my sister Mia?"), ["Thank ", "you ", "Bo! ", "Love you."],
+     "Hi, Mia! Thank you Bo! Love you."),  # SmolLM2: "Thank you, Bo! Hi, I love you."
+    (SuperChat(platform="t", channel="c", user_id="v", user_name="Lena", amount=5, currency="USD",
+               text="it's my birthday today!"), ["[happy] ", "Wow, ", "enjoy!"],
+     "[happy] Thank you, Lena! Happy birthday! Wow, enjoy!"),
+    (SuperChat(platform="t", channel="c", user_id="v", user_name="大白", amount=30, currency="CNY",
+               text="今天是我生日，想听糯米说一句生日快乐！"), ["谢谢大白！"], "生日快乐！谢谢大白！"),  # Qwen: "谢谢大白！"
+    (Message(platform="t", channel="c", user_id="v", user_name="小明", text="能跟我妹妹小红打个招呼吗"), ["好的！"],
+     "小明！小红你好！好的！"),
+    (Message(platform="t", channel="c", user_id="v", user_name="Ann", text="can you say hello to my friend jo"),
+     ["Hi ", "Jo ", "and ", "Ann!"], "Hi Jo and Ann!"),  # said already: nothing added
+    (Message(platform="t", channel="c", user_id="v", user_name="Ann", text="say hi to everyone!"), ["Hello ", "all!"],
+     "Ann, Hello all!"),  # nobody named
+    (Message(platform="t", channel="c", user_id="v", user_name="Ann", text="my birthday is next week"), ["Nice!"],
+     "Ann, Nice!"),  # not today
+])
+async def test_what_a_viewer_asks_the_host_to_say_is_said(event, said, expected):
+    from livehost.server.livestream.prompts import lead_for
+    assert await _collect(Addressed(_Scripted(said), *lead_for(event))) == expected
+
+
 @pytest.mark.e2e
 async def test_a_skip_while_the_last_words_play_cuts_them_too(engines, settings):
     # the voice is sent 1.5 s ahead, so that a slow machine's TTS still gets that far ahead of the speaker
