@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from livehost.avatar.visemes import phoneme_to_viseme
-from livehost.speech import tts_zh, zh_model
+from livehost.speech import tts_zh, zh_model, zh_phonemes
 from livehost.speech.zh_text import cardinal, normalize_numbers, phrases
 
 pypinyin = pytest.importorskip("pypinyin")  # in the test and zh extras
@@ -83,8 +83,8 @@ def test_latin_letters_are_read_not_dropped():
 # ---- phonemes for the mouth -----------------------------------------------------------------------------------
 
 def test_every_final_splits_into_shares_that_sum_to_one():
-    for final in tts_zh._FINAL_IPA:
-        parts = tts_zh.final_ipa(final)
+    for final in zh_phonemes._FINAL_IPA:
+        parts = zh_phonemes.final_ipa(final)
         assert abs(sum(w for _, w in parts) - 1) < 1e-9
         assert all(phoneme_to_viseme(p) not in (None, "sil") for p, _ in parts), final
 
@@ -92,7 +92,7 @@ def test_every_final_splits_into_shares_that_sum_to_one():
 def test_timings_hold_the_vowel_through_the_syllable_gap():
     symbols = ["sil", "n", "i3", "#0", "h", "ao3", "sil"]
     frames = np.array([2, 3, 5, 4, 3, 6, 4])
-    out = tts_zh._timings(symbols, frames)
+    out = zh_phonemes.phoneme_timings(symbols, frames)
     hop = tts_zh.HOP / tts_zh.SAMPLE_RATE
     assert out[0] == (" ", 0.0, 2 * hop)
     assert [p for p, _, _ in out] == [" ", "n", "i", "x", "a", "u", " "]
