@@ -14,7 +14,8 @@ from typing import Any, Optional
 
 from livehost.persona.character import Character
 from livehost.persona.emotion import Emotion, EmotionTagger, classify, prosody_for
-from livehost.persona.grounding import extract_answer, handoff_line, recall
+from livehost.persona.grounding import asks_for, extract_answer, handoff_line, holds, recall
+from livehost.persona.knowledge import typed_floor
 from livehost.persona.reply_filter import SAD_NEWS, Prompt
 from livehost.persona.tool_calls import as_chat
 from livehost.persona.window import SUMMARY_INSTRUCTION, ConversationWindow
@@ -103,8 +104,14 @@ class Dialogue:
         asked = bool(user_text) and _QUESTION.search(user_text) is not None
         if strict and want_knowledge and asked:
             # The answer is the sources' own words: a small model must not be trusted to copy a price.
-            answer = await asyncio.to_thread(extract_answer, user_text, chunks,
-                                              self.knowledge.embedder_for(user_text)) if chunks else None
+            embedder = self.knowledge.embedder_for(user_text)
+            answer = await asyncio.to_thread(extract_answer, user_text, chunks, embedder) if chunks else None
+            kind, floor = asks_for(user_text), typed_floor(embedder, user_text)
+            if answer is None and kind and floor is not None and self.knowledge_min_score is None:
+                # the best chunk only, just under the floor, and it must hold what is asked for
+                near = [ch for ch in await asyncio.to_thread(self.knowledge.relevant, c.id, user_text, floor, 1)
+                        if holds(kind, ch.text)]
+                answer = await asyncio.to_thread(extract_answer, user_text, near, embedder) if near else None
             if answer is not None:
                 return Plan([], script=answer.text, sources=[_cite(answer.chunk)])
             if memories and _ABOUT_USER.search(user_text):  # "what's my name?": what the user told us is a source

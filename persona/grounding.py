@@ -304,7 +304,7 @@ ANSWER_TYPES: list[tuple[str, re.Pattern, re.Pattern]] = [
                 r"Terrace|Hill)\b|\d+\s*号|[路街道巷]\s*\d")),
     ("destination", re.compile(r"\b(?:ship|send|deliver|post|mail)\w*\b.*\bto\s+(?!me\b|you\b|us\b|my\b|your\b|"
                                r"the\b|a\b|an\b|it\b|them\b)(?-i:[A-Z])|\b(?:abroad|overseas|internationally|worldwide)\b|"
-                               r"(?:寄|送|发|邮|运)(?:到|往)|国外|海外|国际|境外", re.I),
+                               r"(?:寄|送|发|邮|运)(?:到|往)(?![吗呢吧？?。！!，,]|$)|国外|海外|国际|境外", re.I),  # 几天能送到？ asks when
      re.compile(r"\babroad\b|\boverseas\b|\binternational|\bcountr(?:y|ies)\b|\bworldwide\b|国外|海外|国内|境外|国际",
                 re.I)),
     ("price", re.compile(r"\bhow much\b|\bcosts?\b|\bprices?d?\b|\bcharges?\b|\bfees?\b|多少钱|价格|价钱|费用|"

@@ -44,6 +44,7 @@ ASKED = [  # (question, a fact that must be in the answer)
     ("Can I shop with you on a Monday?", r"closed"),
     ("What is the delivery charge for an ordinary parcel?", r"4\.50"),
     ("退货期限是多久？", r"30"),
+    ("加急的话几天能到？", r"1到2"),  # its best chunk scores 0.863, under the Chinese floor 0.87: it holds the time asked
 ]
 
 

@@ -57,6 +57,7 @@ class WordsEmbedder:
     ("How long is the guarantee on a wooden board?", "time"),
     ("When do I get my refund?", "time"),
     ("加急的话几天能到？", "time"),
+    ("我急着要，最快几天能送到？", "time"),  # 送到 with no place after it: when, not where
     ("How many spoons are in the set?", "number"),
     ("Do you take PayPal?", None),
     ("Can I bring my dog into the store?", None),
