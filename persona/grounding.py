@@ -27,7 +27,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from livehost.persona.embeddings import has_cjk
+from livehost.persona.embeddings import engine_family, has_cjk
 
 SHORT_SECTION = 260  # characters: a section this short is said whole (its price is often its last sentence)
 HANDOFF_ZH = "这个我不太确定。需要我帮您转接同事吗？"  # a Chinese question gets a Chinese handoff if the card's is not
@@ -185,7 +185,6 @@ CALIBRATION = {"minilm": {"latin": {"fit": 0.30, "covered": 0.0, "missing": 0.3,
 
 
 def calibration(embedder: Any, question: str) -> Optional[dict]:
-    from livehost.persona.embeddings import engine_family
     try:
         family = engine_family(embedder)
     except Exception:  # a test double or an engine given by path: not calibrated
@@ -366,7 +365,7 @@ RECALL_FLOOR = {"minilm": 0.2}
 def recall(question: str, memories: list[str], embedder: Any, calibrated_only: bool = False) -> Optional[str]:
     """The stored fact about the user that answers `question`, said to them (None when there is none; with
     calibrated_only, also None for an engine without a floor)."""
-    floor = RECALL_FLOOR.get(getattr(embedder, "name", "").split(":", 1)[0])
+    floor = RECALL_FLOOR.get(engine_family(embedder)) if hasattr(embedder, "name") else None
     if not memories or (floor is None and calibrated_only):
         return None
     sims = embedder.embed(memories, "passage") @ embedder.embed([question], "query")[0]

