@@ -256,6 +256,9 @@ _OBJECT_END = re.compile(r"\b(?:in|at|for|on|with|to|from|if|that|which|who|when
                          r"weighs|come|comes|go)\b|[?.,!;:]", re.I)
 
 
+_ON_WHAT = re.compile(r"[^?.,!;:]*?\bon (?:a|an|the|my|your|one of your) ([A-Za-z-]+)", re.I)  # "for a gift": a purpose
+
+
 class Asked:
     """What a question asks about, in words, against the retrieved sources' words."""
 
@@ -266,6 +269,8 @@ class Asked:
         m = None if self.cjk else _OBJECT.search(question)
         phrase = next((g for g in m.groups() if g), "") if m else ""
         self.object = content_words(_OBJECT_END.split(phrase, 1)[0]) if phrase else set()
+        if self.object and (what := _ON_WHAT.match(phrase)):  # "the engraving on a glass": a glass, too
+            self.object |= content_words(what.group(1))
 
     def unknown_object(self) -> bool:
         """The question names a thing with a word that no retrieved source uses: the sources do not say the shop

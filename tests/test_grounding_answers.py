@@ -170,6 +170,12 @@ def test_the_price_of_another_product_is_not_an_answer():
     asked = Asked("How much is the walnut board?", [OAK.text, SPOONS.text])
     assert not asked.specific_ok("Oak serving board: Solid European oak. Price: 34.00.")  # walnut is elsewhere
     assert not asked.specific_ok("Walnut spoon set: Three hand-carved walnut spoons. Price: 22.00.")  # board is
+    engraving = "Oak and walnut boards can be engraved with up to 30 characters for 8.00."
+    assert Asked("How much is the engraving on a glass?", [engraving]).unknown_object()  # no source says glass
+    glass = "Gold-rim glass tumbler: hand wash only. Price: 12.00."
+    assert not Asked("How much is the engraving on a glass?", [engraving, glass]).specific_ok(engraving)  # a board's
+    assert not Asked("How much is the engraving on a board?", [engraving]).unknown_object()
+    assert Asked("How much is the engraving on a board?", [engraving]).specific_ok(engraving)
     assert Asked("How much is the oak board?", [OAK.text, SPOONS.text]).specific_ok(
         "Oak serving board: Solid European oak. Price: 34.00.")
 
